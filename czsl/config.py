@@ -1,0 +1,291 @@
+"""Scenario files: TOML in, frozen dataclasses out.
+
+A scenario says which data, which protocol, how to train and which plugins to use.
+Unknown keys and wrong types are errors (:class:`czsl.errors.ConfigError`) that name
+the file and the key. The plugin tables (``[model]``, ``[regularizer]``, ``[replay]``,
+``[generator]``) hold a ``name`` and the plugin's keyword arguments, which the plugin
+itself checks.
+
+A scenario with every key left out is the built-in default: a continual run on the
+synthetic dataset (``scenarios/synthetic.toml`` spells it out).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from czsl.errors import ConfigError
+
+PROTOCOLS = ("grw", "classnorm", "static")
+ACCURACY = ("per_class", "per_sample")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: which dataset.
+
+    :param dataset: ``"synthetic"`` (built in), or a dataset name such as ``"CUB"`` /
+        ``"SUN"`` read from ``--data-dir``.
+    :param features: ``"auto"`` (real features if the folder has them, else
+        semi-synthetic from the metadata), ``"real"`` or ``"semi-synthetic"``.
+    :param synthesis: keyword arguments of the synthetic / semi-synthetic generator.
+    """
+
+    dataset: str = "synthetic"
+    features: str = "auto"
+    synthesis: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """``[protocol]``: how classes are split into tasks and how accuracy is counted.
+
+    :param name: ``"grw"``, ``"classnorm"`` or ``"static"`` (see :mod:`czsl.streams`).
+    :param task_sizes: classes per task; empty = the protocol's preset for the dataset.
+    :param class_order: ``"dataset"`` (class-id order) or ``"random"`` (a permutation
+        drawn from the run's seed); empty = the protocol's choice.
+    :param accuracy: ``"per_class"`` (mean of per-class accuracies) or ``"per_sample"``;
+        empty = the protocol's choice.
+    :param test_fraction: share of the pooled images held out for testing (``grw``,
+        ``classnorm``).
+    :param split_seed: seed of that pooled train/test split (fixed across runs).
+    :param stratified: hold out ``test_fraction`` of every class rather than of all images.
+    """
+
+    name: str = "grw"
+    task_sizes: list[int] = field(default_factory=list)
+    class_order: str = ""
+    accuracy: str = ""
+    test_fraction: float = 0.2
+    split_seed: int = 42
+    stratified: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: the optimisation of each task.
+
+    :param epochs: epochs per task.
+    :param batch_size: training mini-batch size.
+    :param eval_batch_size: mini-batch size for testing.
+    :param optimizer: ``"adam"`` or ``"sgd"``.
+    :param lr: learning rate.
+    :param momentum: SGD momentum (ignored by Adam).
+    :param weight_decay: L2 weight decay.
+    :param loss_classes: classes the softmax of the training loss runs over:
+        ``"task"`` (the current task's classes, ClassNorm's Sequential) or ``"seen"``
+        (all classes seen so far).
+    """
+
+    epochs: int = 4
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    loss_classes: str = "task"
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    """A plugin table: the component's ``name`` and its keyword ``options``."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A whole scenario file.
+
+    :param name: run name; results go to ``runs/<name>/`` (suffixed if taken).
+    :param seed: seed of everything random in the run (model init, batches, and the
+        class order where the protocol draws one).
+    :param device: ``"cpu"`` or ``"cuda"``.
+    """
+
+    name: str = "synthetic"
+    seed: int = 0
+    device: str = "cpu"
+    data: DataConfig = field(default_factory=DataConfig)
+    protocol: ProtocolConfig = field(default_factory=lambda: ProtocolConfig(
+        name="grw", task_sizes=[10, 10, 10, 10, 10]))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: PluginConfig = field(default_factory=lambda: PluginConfig("attribute_embedder"))
+    regularizer: PluginConfig = field(default_factory=lambda: PluginConfig("none"))
+    replay: PluginConfig = field(default_factory=lambda: PluginConfig("none"))
+
+
+_CHOICES = {
+    ("data", "features"): ("auto", "real", "semi-synthetic"),
+    ("protocol", "name"): PROTOCOLS,
+    ("protocol", "class_order"): ("", "dataset", "random"),
+    ("protocol", "accuracy"): ("",) + ACCURACY,
+    ("train", "optimizer"): ("adam", "sgd"),
+    ("train", "loss_classes"): ("task", "seen"),
+    ("", "device"): ("cpu", "cuda"),
+}
+_POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("train", "eval_batch_size"),
+             ("train", "lr")}
+
+
+def _check_value(where: str, key: tuple[str, str], value: Any, hint: Any) -> Any:
+    """Type-check one scalar or list value against its dataclass annotation."""
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif origin is list:
+        ok = isinstance(value, list) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
+    elif origin is dict:
+        ok = isinstance(value, dict)
+    else:  # pragma: no cover - every field type is covered above
+        raise TypeError(hint)
+    if not ok:
+        name = getattr(hint, "__name__", str(hint))
+        raise ConfigError(f"{where}: expected {name}, got {type(value).__name__} {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        choices = [c for c in _CHOICES[key] if c]
+        raise ConfigError(f"{where}: {value!r} is not one of {choices}")
+    if key in _POSITIVE and value <= 0:
+        raise ConfigError(f"{where}: must be positive, got {value!r}")
+    if key == ("protocol", "task_sizes") and any(v <= 0 for v in value):
+        raise ConfigError(f"{where}: every task needs at least one class, got {value}")
+    if key == ("protocol", "test_fraction") and not 0.0 < value < 1.0:
+        raise ConfigError(f"{where}: must lie strictly between 0 and 1, got {value}")
+    return value
+
+
+def _build(cls: type, table: dict[str, Any], section: str, source: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, rejecting unknown keys and bad types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{section}.{key}" if section else key
+        where = f"{source}: key '{dotted}'"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: unknown key '{dotted}'{hint}; "
+                              f"[{section or 'top level'}] accepts {names}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: expected a table [{key}], got {value!r}")
+            value = (_plugin(value, key, source, getattr(cls(), key).name)
+                     if hint is PluginConfig else _build(hint, value, key, source))
+        else:
+            value = _check_value(where, (section, key), value, hint)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _plugin(table: dict[str, Any], section: str, source: str, default: str) -> PluginConfig:
+    """``[model]``-style table: ``name`` (``default`` if left out) plus the plugin's options."""
+    options = dict(table)
+    name = options.pop("name", default)
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{source}: key '{section}.name' must be a plugin name in quotes "
+                          f"('czsl plugins' lists them), got {name!r}")
+    return PluginConfig(name=name, options=options)
+
+
+def scenario_from_dict(table: dict[str, Any], source: str = "scenario") -> Scenario:
+    """Build a :class:`Scenario` from a parsed TOML document.
+
+    Tables and keys left out keep their defaults (a plugin table without ``name``
+    keeps the default plugin).
+
+    :param table: the parsed document.
+    :param source: the file name, for error messages.
+    :raises ConfigError: for unknown keys, wrong types and invalid choices.
+    """
+    return _build(Scenario, table, "", source)
+
+
+def load_scenario(path: str | Path | None, overrides: list[str] = ()) -> Scenario:
+    """Read a scenario file (or the default one) and apply ``--set`` overrides.
+
+    :param path: a ``.toml`` file, or ``None`` for the built-in default scenario.
+    :param overrides: ``key=value`` strings; ``key`` is dotted (``train.epochs=2``),
+        ``value`` is read as a TOML value, falling back to a bare string. A plugin
+        table may be set by name alone: ``regularizer=mas``.
+    :raises ConfigError: naming the file or override that is wrong.
+    """
+    table: dict[str, Any] = {}
+    source = "default scenario"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"scenario file {path} does not exist; the scenarios that "
+                              "come with czsl are in its scenarios/ folder")
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    for item in overrides:
+        _apply_override(table, item)
+    return scenario_from_dict(table, source)
+
+
+_PLUGIN_TABLES = {f.name for f in dataclasses.fields(Scenario)
+                  if typing.get_type_hints(Scenario)[f.name] is PluginConfig}
+
+
+def _apply_override(table: dict[str, Any], item: str) -> None:
+    """Apply one ``--set key=value`` to the parsed document, in place."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. train.epochs=2")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    parts = key.split(".")
+    if len(parts) == 1 and parts[0] in _PLUGIN_TABLES:
+        parts = [parts[0], "name"]
+        if isinstance(value, str):
+            # a new plugin gets its own defaults, not the old plugin's options
+            table[parts[0]] = {}
+    node = table
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {item!r}: '{part}' is a value, not a table")
+        node = child
+    node[parts[-1]] = value
+
+
+def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as a TOML-ready document (plugin options flattened into the table)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(scenario):
+        value = getattr(scenario, f.name)
+        if isinstance(value, PluginConfig):
+            out[f.name] = {"name": value.name, **value.options}
+        elif dataclasses.is_dataclass(value):
+            out[f.name] = dataclasses.asdict(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+__all__ = ["DataConfig", "PluginConfig", "ProtocolConfig", "Scenario", "TrainConfig",
+           "load_scenario", "scenario_from_dict", "scenario_to_dict"]

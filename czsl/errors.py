@@ -1,0 +1,22 @@
+"""The one error type czsl raises for problems a user can fix.
+
+Every message names the thing that is wrong (a file, a key, a plugin) and what to do
+about it. The CLI prints these without a traceback (unless ``--debug``) and exits with
+status 2; anything else escaping is a bug in czsl or in a plugin.
+"""
+
+
+class CZSLError(Exception):
+    """A problem with the user's input: data, scenario file, plugin name, CLI flags."""
+
+
+class DataError(CZSLError):
+    """A dataset file or folder is missing, corrupt, or inconsistent."""
+
+
+class ConfigError(CZSLError):
+    """A scenario file or ``--set`` override is malformed or names an unknown key."""
+
+
+class PluginError(CZSLError):
+    """A plugin is unknown, failed to load, or broke its hook contract."""

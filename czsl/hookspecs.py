@@ -1,0 +1,162 @@
+"""The czsl plugin API: every hook a plugin may implement.
+
+This file *is* the contract. A plugin is a module (or object) with functions marked
+``@czsl.hookimpl`` whose names match the specifications below; it is found through the
+``czsl`` entry-point group, exactly like the built-ins in ``plugins/``::
+
+    # pyproject.toml of a third-party package
+    [project.entry-points.czsl]
+    mygen = "czsl_mygen"
+
+Two rules keep ``czsl plugins`` and ``czsl --help`` fast and honest:
+
+* ``czsl plugins`` imports every plugin module to call :func:`czsl_components`, so a
+  plugin module must not import torch or Avalanche at import time: import them inside
+  the factory hooks.
+* Factories are ``firstresult`` hooks: each plugin returns ``None`` when the requested
+  name is not one of its components, and the first non-``None`` answer wins.
+
+pluggy never passes a hook argument that has a default value, so implementations take
+the arguments they need by name and omit the rest.
+
+Training is Avalanche's business, not pluggy's: factories return torch modules and
+Avalanche ``SupervisedPlugin`` instances, and everything that happens during training
+goes through Avalanche's own callbacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - type names only
+    import torch
+    from avalanche.core import SupervisedPlugin
+
+    from czsl.streams import CZSLStream
+
+PROJECT = "czsl"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+#: Marker for hook implementations: ``@czsl.hookimpl``.
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+#: The kinds of component a plugin can provide, one factory hook each.
+KINDS = ("model", "regularizer", "replay", "generator")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One thing a plugin provides, as listed by ``czsl plugins``.
+
+    :param kind: one of :data:`KINDS`.
+    :param name: the name a scenario file uses, e.g. ``"ewc_online"``; unique per kind.
+    :param summary: one line saying what it is and which paper it comes from.
+    """
+
+    kind: str
+    name: str
+    summary: str
+
+
+@hookspec
+def czsl_components() -> list[Component]:
+    """Say what this plugin provides.
+
+    Called by ``czsl plugins`` and by every name look-up, before any training, so it
+    must be cheap: no torch or Avalanche imports.
+
+    :return: the components this plugin can build; their ``name`` is what the
+        matching ``czsl_make_<kind>`` hook will be asked for.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def czsl_make_model(
+    name: str, options: dict[str, Any], n_features: int, attributes: torch.Tensor
+) -> torch.nn.Module | None:
+    """Build the zero-shot model that scores image features against class attributes.
+
+    Called once per run, before the first task. Stops at the first non-``None`` result.
+
+    The returned module must
+
+    * map features ``[B, n_features]`` to logits ``[B, C]`` over *all* ``C`` classes
+      with ``forward(x)`` (Avalanche plugins call ``model(x)`` directly);
+    * have ``set_visible_classes(mask)``, ``mask`` a bool tensor ``[C]``: from then on
+      it may use only the attributes of classes where ``mask`` is true and must give
+      every other class the logit ``-inf``. The learner shows it the classes of tasks
+      seen so far while training and all classes while testing.
+
+    :class:`czsl.models.AttributeModel` implements both around any attribute embedder.
+
+    :param name: the ``[model] name`` of the scenario.
+    :param options: the rest of the scenario's ``[model]`` table, to be passed on as
+        keyword arguments (so a misspelled option is an error).
+    :param n_features: image feature dimension ``D``.
+    :param attributes: ``[C, A]`` float tensor of every class's attributes.
+    :return: the model, or ``None`` if ``name`` is not this plugin's.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def czsl_make_regularizer(
+    name: str, options: dict[str, Any], stream: CZSLStream
+) -> list[SupervisedPlugin] | None:
+    """Build the continual-learning regularizer (EWC, MAS, A-GEM, ...).
+
+    Called once per run, before the first task. Stops at the first non-``None`` result.
+
+    :param name: the ``[regularizer] name`` of the scenario (``"none"``: plain
+        sequential fine-tuning).
+    :param options: the rest of the ``[regularizer]`` table, as keyword arguments.
+    :param stream: the task stream (tasks, class-to-task map, attributes), for
+        regularizers that need to know the tasks ahead of training.
+    :return: the Avalanche plugins that implement it (an empty list for none), or
+        ``None`` if ``name`` is not this plugin's.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def czsl_make_replay(
+    name: str, options: dict[str, Any], stream: CZSLStream
+) -> list[SupervisedPlugin] | None:
+    """Build the replay scheme (a buffer of past features, generative replay, ...).
+
+    Called once per run, before the first task. Stops at the first non-``None`` result.
+
+    :param name: the ``[replay] name`` of the scenario (``"none"``: no replay).
+    :param options: the rest of the ``[replay]`` table, as keyword arguments.
+    :param stream: the task stream.
+    :return: the Avalanche plugins that implement it (an empty list for none), or
+        ``None`` if ``name`` is not this plugin's.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def czsl_make_generator(
+    name: str, options: dict[str, Any], n_features: int, n_attributes: int
+) -> Any | None:
+    """Build a conditional feature generator (f-CLSWGAN, VAE, ...).
+
+    Called once per run by a replay plugin that needs one. Stops at the first
+    non-``None`` result.
+
+    :param name: the ``[generator] name`` of the scenario.
+    :param options: the rest of the ``[generator]`` table, as keyword arguments.
+    :param n_features: feature dimension ``D`` to generate.
+    :param n_attributes: attribute dimension ``A`` to condition on.
+    :return: the generator, or ``None`` if ``name`` is not this plugin's.
+
+    .. versionadded:: 0.1
+    """

@@ -1,0 +1,51 @@
+"""Shared fixtures: where ../shared/data is, and a throw-away plugin package factory."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: The real CUB / SUN metadata lives beside the checkout, never inside it.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data``; skips the test where it is absent."""
+    if not (SHARED_DATA / "CUB_meta.npz").is_file():
+        pytest.skip(f"needs the CUB/SUN metadata in ../shared/data beside the checkout "
+                    f"({SHARED_DATA} not found)")
+    return SHARED_DATA
+
+
+def write_plugin_package(root: Path, dist: str, module: str, entry_points: dict[str, str],
+                         source: str, version: str = "0.1") -> Path:
+    """Write an installed-looking distribution into ``root``: a module plus its
+    ``NAME-VERSION.dist-info`` with ``METADATA`` and ``entry_points.txt``.
+
+    Putting ``root`` on ``sys.path`` (or ``PYTHONPATH``) makes ``importlib.metadata``
+    find its entry points exactly as for a pip-installed package.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{module}.py").write_text(textwrap.dedent(source))
+    info = root / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[czsl]\n{lines}\n")
+    return root
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A folder on ``sys.path`` to write throw-away plugin packages into."""
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    for name in [m for m in sys.modules if m.startswith("czsl_test_")]:
+        del sys.modules[name]

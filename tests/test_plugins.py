@@ -1,0 +1,105 @@
+"""Plugin discovery through the ``czsl`` entry-point group, and its errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from czsl.errors import PluginError
+from czsl.plugins import Plugins
+from tests.conftest import write_plugin_package
+
+GOOD = """
+    from czsl import Component, hookimpl
+
+    @hookimpl
+    def czsl_components():
+        return [Component("regularizer", "toy_reg", "a toy regularizer")]
+
+    @hookimpl
+    def czsl_make_regularizer(name, options):
+        if name != "toy_reg":
+            return None
+        return ["built", dict(options)]
+"""
+
+
+def test_builtins_are_found_through_entry_points():
+    plugins = Plugins()
+    by_name = {(i.component.kind, i.component.name): i for i in plugins.listed}
+    item = by_name[("model", "attribute_embedder")]
+    assert item.package == "czsl" and item.plugin == "attribute_embedder"
+    assert ("regularizer", "none") in by_name and ("replay", "none") in by_name
+
+
+def test_third_party_plugin_is_discovered_and_built(plugin_dir):
+    write_plugin_package(plugin_dir, "czsl-toy", "czsl_test_toy", {"toy": "czsl_test_toy"}, GOOD)
+    plugins = Plugins()
+    item = plugins.find("regularizer", "toy_reg")
+    assert (item.package, item.version, item.plugin) == ("czsl-toy", "0.1", "toy")
+    assert plugins.make("regularizer", "toy_reg", {"strength": 3}, stream=None) == [
+        "built", {"strength": 3}]
+
+
+def test_unknown_name_lists_names_and_suggests_closest():
+    with pytest.raises(PluginError) as err:
+        Plugins().find("model", "atribute_embedder")
+    message = str(err.value)
+    assert "unknown model 'atribute_embedder'" in message
+    assert "attribute_embedder" in message and "Did you mean" in message
+
+
+def test_plugin_that_fails_to_import_names_itself(plugin_dir):
+    write_plugin_package(plugin_dir, "czsl-broken", "czsl_test_broken",
+                         {"broken": "czsl_test_broken"}, "raise RuntimeError('boom')\n")
+    with pytest.raises(PluginError, match=r"'broken' from package czsl-broken 0.1 failed to "
+                                          r"import.*boom"):
+        Plugins()
+
+
+def test_misspelled_hook_fails_loudly(plugin_dir):
+    source = GOOD + "\n    @hookimpl\n    def czsl_make_regulariser(name):\n        return None\n"
+    write_plugin_package(plugin_dir, "czsl-typo", "czsl_test_typo", {"typo": "czsl_test_typo"},
+                         source)
+    with pytest.raises(PluginError, match="czsl_make_regulariser"):
+        Plugins()
+
+
+def test_factory_errors_name_the_plugin_and_package(plugin_dir):
+    source = GOOD.replace('return ["built", dict(options)]', "raise ValueError('bad lambda')")
+    write_plugin_package(plugin_dir, "czsl-raises", "czsl_test_raises",
+                         {"raises": "czsl_test_raises"}, source)
+    with pytest.raises(PluginError, match=r"regularizer 'toy_reg' \(plugin 'raises' from "
+                                          r"czsl-raises 0.1\) failed to build.*bad lambda"):
+        Plugins().make("regularizer", "toy_reg", {}, stream=None)
+
+
+def test_unknown_option_is_an_error_naming_the_option():
+    with pytest.raises(PluginError, match="rejected its options.*hiden_dims"):
+        Plugins().make("model", "attribute_embedder", {"hiden_dims": [8]},
+                       n_features=8, attributes=[[1.0, 0.0]])
+
+
+def test_duplicate_component_names_are_refused(plugin_dir):
+    source = GOOD.replace('"toy_reg"', '"none"')
+    write_plugin_package(plugin_dir, "czsl-dup", "czsl_test_dup", {"dup": "czsl_test_dup"},
+                         source)
+    with pytest.raises(PluginError, match="both provide the regularizer 'none'"):
+        Plugins()
+
+
+def test_cli_lists_third_party_plugin_without_importing_torch(plugin_dir):
+    write_plugin_package(plugin_dir, "czsl-toy", "czsl_test_toy", {"toy": "czsl_test_toy"}, GOOD)
+    code = ("import sys; from czsl.cli import main; rc = main(['plugins']); "
+            "assert 'torch' not in sys.modules and 'avalanche' not in sys.modules, "
+            "'czsl plugins imported torch'; sys.exit(rc)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_dir), *sys.path])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert ["regularizer", "toy_reg", "czsl-toy", "0.1", "a", "toy", "regularizer"] in rows
+    assert any(r[:3] == ["model", "attribute_embedder", "czsl"] for r in rows)
