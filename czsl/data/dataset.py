@@ -109,4 +109,6 @@ class ZSLDataset:
     @property
     def label(self) -> str:
         """``"CUB"``, ``"CUB (semi-synthetic)"``, ...: the name to print beside every figure."""
-        return self.name if self.source == "real" else f"{self.name} ({self.source})"
+        if self.source in ("real", self.name):
+            return self.name
+        return f"{self.name} ({self.source})"
