@@ -487,7 +487,7 @@ def test_semi_synthetic_on_a_tiny_meta_archive(tmp_path):
     assert ds.class_names == tuple(meta["class_names"])
     for split in ("trainval", "test_seen", "test_unseen", "train", "val"):
         np.testing.assert_array_equal(ds.splits[split], meta[f"{split}_loc"])
-    assert "seed=5" in ds.origin and "residual=1.0" in ds.origin and "noise=2.0" in ds.origin
+    assert "seed=5" in ds.origin and "residual=0.75" in ds.origin and "noise=2.75" in ds.origin
     again = make_semi_synthetic(tmp_path / "TINY_meta.npz", n_features=64, seed=5)
     np.testing.assert_array_equal(ds.features, again.features)
     other = make_semi_synthetic(tmp_path / "TINY_meta.npz", n_features=64, seed=6)

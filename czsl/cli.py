@@ -1,0 +1,99 @@
+"""``czsl run | plugins``: the command line.
+
+Start-up stays light: ``czsl --help`` and ``czsl plugins`` import neither torch nor
+Avalanche; only ``czsl run`` does, once its arguments are parsed. Problems a user can
+fix (:class:`czsl.errors.CZSLError`) are printed as one message with exit status 2;
+``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from czsl.errors import CZSLError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="czsl", description="Continual zero-shot learning: run scenarios, list plugins.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of every error")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a scenario (default: continual synthetic)",
+                         description="Run a continual or static zero-shot scenario.")
+    run.add_argument("scenario", nargs="?", type=Path,
+                     help="scenario .toml file (default: the built-in synthetic scenario)")
+    run.add_argument("--data-dir", type=Path,
+                     help="dataset folder: an xlsa17 folder (res101.mat + att_splits.mat), "
+                          "a folder with NAME.npz, or one with NAME_meta.npz "
+                          "(semi-synthetic)")
+    run.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="KEY=VALUE",
+                     help="override a scenario key, e.g. --set train.epochs=2 "
+                          "--set regularizer=none (repeatable)")
+    run.add_argument("--device", choices=("cpu", "cuda"), help="override the scenario's device")
+    run.add_argument("--runs-dir", type=Path, default=Path("runs"),
+                     help="where run folders go (default: runs/)")
+    run.add_argument("--name", help="run name (default: the scenario's name)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    sub.add_parser("plugins", help="list installed plugins and the packages they come from")
+    return parser
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from czsl.plugins import Plugins
+
+    plugins = Plugins()
+    rows = [(item.component.kind, item.component.name, f"{item.package} {item.version}",
+             item.component.summary) for item in plugins.listed]
+    widths = [max(len(r[i]) for r in rows + [("kind", "name", "package", "")])
+              for i in range(3)]
+    print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'package':<{widths[2]}}  summary")
+    for kind, name, package, summary in rows:
+        print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {package:<{widths[2]}}  {summary}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from czsl.config import load_scenario
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"device={args.device}")
+    if args.name:
+        overrides.append(f"name={args.name!r}")
+    scenario = load_scenario(args.scenario, overrides)
+
+    # Avalanche warns at import that GEM's optional QP solver is missing; czsl has no GEM.
+    warnings.filterwarnings("ignore", "no QP solver found")
+    from czsl.run import format_results, run_scenario  # heavy: torch, Avalanche
+
+    result = run_scenario(scenario, data_dir=args.data_dir, runs_dir=args.runs_dir,
+                          progress=not args.no_progress)
+    print(format_results(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``czsl`` console script."""
+    args = _parser().parse_args(argv)
+    command = {"run": _cmd_run, "plugins": _cmd_plugins}[args.command]
+    try:
+        return command(args)
+    except CZSLError as exc:
+        if args.debug:
+            raise
+        print(f"czsl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("czsl: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

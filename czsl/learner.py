@@ -1,0 +1,123 @@
+"""The Avalanche training template that trains a zero-shot model task by task.
+
+:class:`ZSLLearner` is an Avalanche ``SupervisedTemplate``; regularizer and replay
+plugins are plain Avalanche ``SupervisedPlugin`` objects attached to it unchanged. What
+it adds to the template is what zero-shot learning needs:
+
+* while training task t the model may use only the attributes of the classes of tasks
+  <= t (``set_visible_classes``); while testing, all classes;
+* the training loss is a cross-entropy whose softmax runs over each sample's own
+  task's classes (``loss_classes = "task"``, ClassNorm's Sequential setting) or over all
+  classes seen so far (``"seen"``);
+* :meth:`ZSLLearner.test_logits` runs Avalanche's evaluation loop over the whole test
+  set and returns the logits over all classes, from which every metric is computed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+
+from czsl.streams import CZSLStream
+
+
+class MaskedCrossEntropy(nn.Module):
+    """Cross-entropy restricted to a per-sample set of classes.
+
+    With ``over="task"`` the softmax of sample ``i`` runs over the classes of the task
+    its label belongs to (ClassNorm's Sequential trainer prunes logits to the current
+    task; its A-GEM trainer prunes each memory sample to its own task: both are this
+    rule). With ``over="seen"`` it runs over every class the model currently scores
+    (the others already have logit ``-inf``).
+
+    :param class_to_task: ``[C]`` long, the task of each class (``-1``: none).
+    :param over: ``"task"`` or ``"seen"``.
+    """
+
+    def __init__(self, class_to_task: torch.Tensor, over: str = "task") -> None:
+        super().__init__()
+        if over not in ("task", "seen"):
+            raise ValueError(f"over must be 'task' or 'seen', not {over!r}")
+        self.over = over
+        self.register_buffer("class_to_task", class_to_task.clone())
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean loss of ``logits`` ``[B, C]`` against ``targets`` ``[B]``."""
+        targets = targets.long()
+        if self.over == "task":
+            c2t = self.class_to_task.to(logits.device)
+            same_task = c2t[None, :] == c2t[targets][:, None]  # [B, C]
+            logits = logits.masked_fill(~same_task, float("-inf"))
+        return F.cross_entropy(logits, targets)
+
+
+class _TestLogits(SupervisedPlugin):
+    """Collects the model's outputs during an evaluation pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outputs: list[torch.Tensor] = []
+
+    def before_eval_exp(self, strategy, *args, **kwargs):
+        self.outputs = []
+
+    def after_eval_forward(self, strategy, *args, **kwargs):
+        self.outputs.append(strategy.mb_output.detach())
+
+
+class ZSLLearner(SupervisedTemplate):
+    """Trains a zero-shot model on a :class:`czsl.streams.CZSLStream`, task by task.
+
+    :param model: a model as described in :func:`czsl.hookspecs.czsl_make_model`.
+    :param stream: the task stream.
+    :param optimizer: a torch optimizer over the model's parameters.
+    :param loss_classes: ``"task"`` or ``"seen"`` (see :class:`MaskedCrossEntropy`).
+    :param train_mb_size: training mini-batch size.
+    :param train_epochs: epochs per task.
+    :param eval_mb_size: test mini-batch size.
+    :param device: torch device.
+    :param plugins: Avalanche plugins (regularizers, replay, loggers).
+    """
+
+    def __init__(self, *, model: nn.Module, stream: CZSLStream, optimizer: torch.optim.Optimizer,
+                 loss_classes: str = "task", train_mb_size: int = 64, train_epochs: int = 1,
+                 eval_mb_size: int = 1024, device: str | torch.device = "cpu",
+                 plugins: list[SupervisedPlugin] = ()) -> None:
+        self.stream = stream
+        self._recorder = _TestLogits()
+        with warnings.catch_warnings():
+            # no Avalanche metrics or loggers: czsl.metrics computes ours from test_logits()
+            warnings.filterwarnings("ignore", "No loggers specified")
+            evaluator = EvaluationPlugin(loggers=[])
+        super().__init__(
+            model=model, optimizer=optimizer,
+            criterion=MaskedCrossEntropy(stream.class_to_task, loss_classes),
+            train_mb_size=train_mb_size, train_epochs=train_epochs,
+            eval_mb_size=eval_mb_size, device=device,
+            plugins=[*plugins, self._recorder], evaluator=evaluator)
+
+    def _before_training_exp(self, **kwargs):
+        step = self.experience.current_experience
+        self.model.set_visible_classes(self.stream.seen_mask(step).to(self.device))
+        super()._before_training_exp(**kwargs)
+
+    def _before_eval_exp(self, **kwargs):
+        self.model.set_visible_classes(torch.ones(self.stream.n_classes, dtype=torch.bool,
+                                                  device=self.device))
+        super()._before_eval_exp(**kwargs)
+
+    def train_task(self, step: int) -> None:
+        """Train on task ``step`` of the stream (Avalanche's ``train``)."""
+        self.train(self.stream.benchmark.train_stream[step], eval_streams=[])
+
+    @torch.no_grad()
+    def test_logits(self) -> torch.Tensor:
+        """``[N_test, C]`` logits of the whole test set over all classes, on ``device``."""
+        self.eval(self.stream.benchmark.test_stream)
+        return torch.cat(self._recorder.outputs)

@@ -1,0 +1,67 @@
+"""Building blocks for zero-shot models: score features against class attributes.
+
+:class:`AttributeModel` is the shape every attribute-based ZSL model shares: an
+*attribute embedder* maps the attributes of the classes the model may use to
+prototypes in feature space, and the logits are scaled cosine similarities between the
+(optionally embedded) image features and those prototypes (Skorokhodov & Elhoseiny,
+ICLR 2021, eq. 1). Classes the model may not use get the logit ``-inf``, so the
+attributes of classes not yet allowed never enter the computation. Plugins supply the
+embedders; this module supplies the masking and scoring once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AttributeModel(nn.Module):
+    """Scaled-cosine logits of features against embedded class attributes.
+
+    ``logits[b, c] = scale**2 * cos(f(x_b), g(a_c))`` for visible classes ``c`` and
+    ``-inf`` for the others, with ``g`` the attribute embedder and ``f`` the image
+    embedder (identity by default).
+
+    :param embedder: maps attributes ``[C_visible, A]`` to prototypes ``[C_visible, D']``.
+        Layers in it that normalise over the first dimension (ClassNorm) therefore
+        normalise over classes.
+    :param attributes: ``[C, A]`` attributes of every class.
+    :param scale: multiplies both unit vectors; the softmax temperature is ``scale**2``.
+    :param image_embedder: maps features ``[B, D]`` to ``[B, D']``; identity if ``None``.
+    """
+
+    def __init__(self, embedder: nn.Module, attributes: torch.Tensor, *, scale: float,
+                 image_embedder: nn.Module | None = None) -> None:
+        super().__init__()
+        self.embedder = embedder
+        self.image_embedder = image_embedder if image_embedder is not None else nn.Identity()
+        self.scale = float(scale)
+        self.register_buffer("attributes", attributes.detach().clone().float())
+        self.register_buffer("visible", torch.ones(attributes.shape[0], dtype=torch.bool))
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes ``C``."""
+        return int(self.attributes.shape[0])
+
+    def set_visible_classes(self, mask: torch.Tensor) -> None:
+        """Allow the model to use only the classes where ``mask`` (bool ``[C]``) is true."""
+        if mask.shape != self.visible.shape or mask.dtype != torch.bool:
+            raise ValueError(f"visible-class mask must be bool of shape {tuple(self.visible.shape)}, "
+                             f"got {mask.dtype} {tuple(mask.shape)}")
+        if not bool(mask.any()):
+            raise ValueError("at least one class must be visible")
+        self.visible.copy_(mask)
+
+    def prototypes(self) -> torch.Tensor:
+        """``[C_visible, D']`` unit-norm prototypes of the visible classes."""
+        return F.normalize(self.embedder(self.attributes[self.visible]), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]``: scaled cosine for visible classes, ``-inf`` for the rest."""
+        feats = F.normalize(self.image_embedder(x), dim=1)  # [B, D']
+        scores = (self.scale ** 2) * feats @ self.prototypes().T  # [B, C_visible]
+        logits = scores.new_full((x.shape[0], self.n_classes), float("-inf"))
+        logits[:, self.visible] = scores
+        return logits
