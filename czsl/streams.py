@@ -72,6 +72,7 @@ class CZSLStream:
     :param test_y: ``[N_test]`` long test labels.
     :param protocol: the resolved protocol settings.
     :param per_class: whether accuracies are per-class means (else per sample).
+    :param dataset_name: the dataset's name, e.g. ``"CUB"``.
     :param dataset_label: the dataset's name, with "(semi-synthetic)" where it applies.
     :param notes: facts about this stream to print with the results.
     """
@@ -84,6 +85,7 @@ class CZSLStream:
     test_y: torch.Tensor
     protocol: ProtocolConfig
     per_class: bool
+    dataset_name: str
     dataset_label: str
     notes: tuple[str, ...] = ()
 
@@ -210,4 +212,4 @@ def build_stream(dataset: ZSLDataset, protocol: ProtocolConfig, seed: int) -> CZ
         attributes=torch.from_numpy(dataset.attributes),
         test_x=features[test_sel], test_y=targets[test_sel],
         protocol=protocol, per_class=protocol.accuracy == "per_class",
-        dataset_label=dataset.label, notes=tuple(notes))
+        dataset_name=dataset.name, dataset_label=dataset.label, notes=tuple(notes))

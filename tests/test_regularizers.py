@@ -1,0 +1,199 @@
+"""Regularizer and multi-task plugins: their math, and that they change training as they should."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import AGEMPlugin, EWCPlugin, MASPlugin
+
+from czsl.config import ProtocolConfig, load_scenario
+from czsl.data.synthetic import make_synthetic
+from czsl.learner import ZSLLearner
+from czsl.plugins import Plugins
+from czsl.run import run_scenario
+from czsl.streams import build_stream
+
+
+@pytest.fixture(scope="module")
+def stream():
+    data = make_synthetic(n_classes=9, n_attributes=4, n_features=8, samples_per_class=30,
+                          n_unseen=3, seed=0)
+    return build_stream(data, ProtocolConfig(name="grw", task_sizes=[3, 3, 3]), seed=0)
+
+
+def _learner(stream, plugins, seed=0, lr=1e-2, epochs=2):
+    torch.manual_seed(seed)
+    model = Plugins().make("model", "attribute_embedder", {"hidden_dims": [16]},
+                           n_features=8, attributes=stream.attributes)
+    return ZSLLearner(model=model, stream=stream, plugins=plugins, train_mb_size=16,
+                      train_epochs=epochs, optimizer=torch.optim.SGD(model.parameters(), lr=lr))
+
+
+def _params(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("name, cls", [("ewc_online", EWCPlugin), ("mas", MASPlugin),
+                                        ("agem", AGEMPlugin)])
+def test_regularizers_are_avalanche_plugins_with_paper_defaults(stream, name, cls):
+    [plugin] = Plugins().make("regularizer", name, {}, stream=stream)
+    assert isinstance(plugin, cls)
+    if name == "ewc_online":
+        assert (plugin.ewc_lambda, plugin.mode, plugin.decay_factor) == (10.0, "online", 0.99)
+    elif name == "mas":
+        assert plugin._lambda == 1e-4
+    else:  # 10 samples per class on a non-SUN dataset, tasks of 3 classes
+        assert (plugin.patterns_per_experience, plugin.sample_size) == (30, 128)
+
+
+def test_agem_memory_follows_classnorm_sizes_on_sun(stream):
+    from czsl_plugins.agem import default_samples_per_class, make_plugin
+
+    assert default_samples_per_class("SUN") == 5 and default_samples_per_class("CUB") == 10
+    assert make_plugin(47, dataset="SUN").patterns_per_experience == 235
+
+
+class _PenaltySpy(SupervisedPlugin):
+    """Records the loss before and after the regularizers' before_backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+
+    def before_backward(self, strategy, *args, **kwargs):
+        self.losses.append((strategy.clock.train_exp_counter, float(strategy.loss.detach())))
+
+
+@pytest.mark.parametrize("name", ["ewc_online", "mas"])
+def test_penalty_is_zero_on_first_task_and_positive_after(stream, name):
+    first, last = _PenaltySpy(), _PenaltySpy()
+    reg = Plugins().make("regularizer", name, {"ewc_lambda" if name == "ewc_online"
+                                               else "lambda_reg": 100.0}, stream=stream)
+    learner = _learner(stream, [first, *reg, last])
+    for step in range(2):
+        learner.train_task(step)
+    # the spy before the regularizer sees the cross-entropy, the one after it the total
+    penalties = [(t, total - ce) for (t, ce), (_, total) in zip(first.losses, last.losses)]
+    assert all(p == 0.0 for t, p in penalties if t == 0)
+    later = [p for t, p in penalties if t == 1]
+    assert later and all(p >= 0 for p in later) and max(later) > 0
+
+
+@pytest.mark.parametrize("name, key, strong, ratio", [("ewc_online", "ewc_lambda", 50.0, 0.5),
+                                                       ("mas", "lambda_reg", 0.1, 0.7)])
+def test_strong_penalty_pulls_important_parameters_back(stream, name, key, strong, ratio):
+    """Importance-weighted drift from the task-0 weights while training task 1 (the
+    strengths are the largest that SGD at lr 1e-2 survives on this model)."""
+    drift = {}
+    for strength in (0.0, strong):
+        [reg] = Plugins().make("regularizer", name, {key: strength}, stream=stream)
+        learner = _learner(stream, [reg], lr=1e-2, epochs=3)
+        learner.train_task(0)
+        anchor = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
+        importance = (reg.importances[max(reg.importances)] if name == "ewc_online"
+                      else reg.importance)
+        importance = {n: v.data.clone() for n, v in importance.items()}
+        learner.train_task(1)
+        drift[strength] = sum(float((importance[n] * (p.detach() - anchor[n]) ** 2).sum())
+                              for n, p in learner.model.named_parameters())
+    assert drift[strong] < ratio * drift[0.0], drift
+
+
+def test_ewc_fisher_is_min_max_normalized_unless_asked_not_to(stream):
+    for normalize in (True, False):
+        [reg] = Plugins().make("regularizer", "ewc_online", {"normalize": normalize},
+                               stream=stream)
+        learner = _learner(stream, [reg], epochs=1)
+        learner.train_task(0)
+        values = torch.cat([v.data.flatten() for v in reg.importances[0].values()])
+        if normalize:
+            assert float(values.min()) == 0.0 and float(values.max()) == pytest.approx(1.0)
+        else:  # Avalanche's raw Fisher: far above 1 on this model
+            assert float(values.max()) > 2.0
+
+
+def test_mas_importance_uses_visible_logits_in_eval_mode(stream):
+    """Avalanche's own MAS gives NaN importances on a zero-shot model (its logits of not
+    yet visible classes are -inf) and moves ClassNorm's running statistics; ours does
+    neither."""
+    from czsl_plugins.mas import mas_importance
+
+    learner = _learner(stream, [])
+    learner.train_task(0)
+    model = learner.model
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)][0]
+    dataset = stream.benchmark.train_stream[0].dataset
+
+    stats = bn.running_mean.clone()
+    ours = mas_importance(model, dataset, batch_size=16, device="cpu")
+    assert torch.equal(bn.running_mean, stats)
+    assert all(torch.isfinite(v).all() for v in ours.values())
+    assert any(float(v.sum()) > 0 for v in ours.values())
+
+    class _Strategy:  # what Avalanche's MASPlugin reads
+        experience = stream.benchmark.train_stream[0]
+        train_mb_size = 16
+        device = "cpu"
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    _Strategy.model = copy.deepcopy(model)
+    theirs = MASPlugin()._get_importance(_Strategy)
+    assert any(not torch.isfinite(v.data).all() for v in theirs.values())
+    assert not torch.equal(
+        [m for m in _Strategy.model.modules() if isinstance(m, torch.nn.BatchNorm1d)][0]
+        .running_mean, stats)
+
+
+class _DotSpy(SupervisedPlugin):
+    """After A-GEM's projection: dot product of the applied gradient with the reference."""
+
+    def __init__(self, agem):
+        super().__init__()
+        self.agem = agem
+        self.dots = []
+
+    def after_backward(self, strategy, *args, **kwargs):
+        if len(self.agem.buffers):
+            grad = torch.cat([p.grad.flatten() for p in strategy.model.parameters()])
+            self.dots.append(float(grad @ self.agem.reference_gradients))
+
+
+def test_agem_projected_gradient_never_opposes_the_reference(stream):
+    [agem] = Plugins().make("regularizer", "agem", {"samples_per_class": 5}, stream=stream)
+    spy = _DotSpy(agem)
+    learner = _learner(stream, [agem, spy], lr=0.05)
+    for step in range(3):
+        learner.train_task(step)
+    assert len(agem.buffers) == 3 and len(spy.dots) > 10
+    assert min(spy.dots) >= -1e-6, min(spy.dots)
+
+
+def test_multitask_trains_on_every_task_seen_so_far(stream):
+    seen_labels = []
+
+    class _Labels(SupervisedPlugin):
+        def before_training_epoch(self, strategy, *args, **kwargs):
+            seen_labels.append({int(y) for _, y, _ in strategy.adapted_dataset})
+
+    replay = Plugins().make("replay", "multitask", {}, stream=stream)
+    learner = _learner(stream, [*replay, _Labels()], epochs=1)
+    for step in range(3):
+        learner.train_task(step)
+    assert seen_labels == [set(range(3)), set(range(6)), set(range(9))]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["regularizer=ewc_online"], ["regularizer=mas"], ["regularizer=agem"],
+    ["replay=multitask", "train.loss_classes=seen"],
+    ["regularizer=ewc_online", "model.class_norm=false", "model.proper_init=false"],
+])
+def test_two_task_smoke_run_through_the_scenario(tmp_path, overrides):
+    scenario = load_scenario(None, ["train.epochs=1", "data.synthesis.samples_per_class=20",
+                                    "protocol.task_sizes=[25, 25]", *overrides])
+    result = run_scenario(scenario, runs_dir=tmp_path, progress=False, echo=lambda _: None)
+    summary = result.results["summary"]
+    assert result.results["regularizer"] == scenario.regularizer.name
+    assert summary["mSA"] > 10 and summary["forgetting_final"] is not None
