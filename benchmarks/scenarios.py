@@ -10,6 +10,7 @@ real-feature figures are printed beside ours with the differences in protocol.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -101,7 +102,8 @@ def main(argv=None) -> int:
                   "attributes at the real size, because the real ResNet-101 features are not "
                   "available here. They are not comparable to the published real-feature "
                   "figures beside them; those are given for orientation only.", ""]
-    lines += [f"Command: `python benchmarks/scenarios.py --data-dir {args.data_dir.name}/` "
+    lines += [f"Command: `python benchmarks/scenarios.py --data-dir "
+              f"{os.path.relpath(args.data_dir, ROOT)}` "
               f"(shipped scenario files, seed as in each file). Machine: "
               f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
               f"torch {torch.__version__}, CPU.", ""]

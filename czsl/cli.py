@@ -1,9 +1,14 @@
-"""``czsl run | plugins``: the command line.
+"""``czsl run | plugins | report``: the command line.
 
 Start-up stays light: ``czsl --help`` and ``czsl plugins`` import neither torch nor
-Avalanche; only ``czsl run`` does, once its arguments are parsed. Problems a user can
+Avalanche; only ``czsl run`` does, once its arguments are parsed. ``czsl report`` reads
+results.json files and imports matplotlib, never torch or Avalanche. Problems a user can
 fix (:class:`czsl.errors.CZSLError`) are printed as one message with exit status 2;
 ``--debug`` shows the traceback.
+
+``czsl run`` checkpoints a run after every task; ``czsl run --resume runs/NAME``
+continues one that was stopped (killed, pre-empted, or failed in a plugin) from its
+last finished task (:func:`czsl.run.resume_run`).
 """
 
 from __future__ import annotations
@@ -36,12 +41,25 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a scenario key, e.g. --set train.epochs=2 "
                           "--set regularizer=none (repeatable)")
     run.add_argument("--device", choices=("cpu", "cuda"), help="override the scenario's device")
-    run.add_argument("--runs-dir", type=Path, default=Path("runs"),
+    run.add_argument("--runs-dir", type=Path,
                      help="where run folders go (default: runs/)")
     run.add_argument("--name", help="run name (default: the scenario's name)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue a stopped run (e.g. runs/synthetic) after its last "
+                          "finished task, with the scenario it started with; only "
+                          "--data-dir (if the data moved) and --no-progress go with it")
 
     sub.add_parser("plugins", help="list installed plugins and the packages they come from")
+
+    report = sub.add_parser(
+        "report", help="compare finished runs: a table, and a PNG of forgetting and H",
+        description="Print finished runs side by side (from their results.json) and "
+                    "write a PNG with their forgetting and H after every step.")
+    report.add_argument("runs", nargs="+", type=Path, metavar="RUN",
+                        help="a run folder (one with results.json), e.g. runs/synthetic")
+    report.add_argument("--out", type=Path, default=Path("report.png"),
+                        help="the PNG to write (default: report.png)")
     return parser
 
 
@@ -62,6 +80,8 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from czsl.config import load_scenario
 
+    if args.resume is not None:
+        return _resume(args)
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"device={args.device}")
@@ -73,16 +93,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", "no QP solver found")
     from czsl.run import format_results, run_scenario  # heavy: torch, Avalanche
 
-    result = run_scenario(scenario, data_dir=args.data_dir, runs_dir=args.runs_dir,
+    result = run_scenario(scenario, data_dir=args.data_dir,
+                          runs_dir=args.runs_dir or Path("runs"),
                           progress=not args.no_progress)
     print(format_results(result))
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    """``czsl run --resume RUN_DIR``."""
+    given = [flag for flag, value in (("a scenario file", args.scenario),
+                                      ("--set", args.overrides), ("--device", args.device),
+                                      ("--name", args.name), ("--runs-dir", args.runs_dir))
+             if value]
+    if given:
+        raise CZSLError(f"--resume {args.resume} continues the run with the scenario, name "
+                        f"and folder it started with; drop {', '.join(given)} (to change "
+                        "them, start a new run)")
+    warnings.filterwarnings("ignore", "no QP solver found")
+    from czsl.run import format_results, resume_run  # heavy: torch, Avalanche
+
+    result = resume_run(args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+    print(format_results(result))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from czsl.report import format_table, load_runs, plot_runs
+
+    runs = load_runs(args.runs)
+    figure = plot_runs(runs, args.out)
+    print(format_table(runs))
+    print(f"figure: {figure}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``czsl`` console script."""
     args = _parser().parse_args(argv)
-    command = {"run": _cmd_run, "plugins": _cmd_plugins}[args.command]
+    command = {"run": _cmd_run, "plugins": _cmd_plugins, "report": _cmd_report}[args.command]
     try:
         return command(args)
     except CZSLError as exc:

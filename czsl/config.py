@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -54,7 +55,8 @@ class ProtocolConfig:
         empty = the protocol's choice.
     :param test_fraction: share of the pooled images held out for testing (``grw``,
         ``classnorm``).
-    :param split_seed: seed of that pooled train/test split (fixed across runs).
+    :param split_seed: seed of that pooled train/test split (fixed across runs;
+        ``0 .. 2**32 - 1``).
     :param stratified: hold out ``test_fraction`` of every class rather than of all images.
     """
 
@@ -106,8 +108,10 @@ class Scenario:
     """A whole scenario file.
 
     :param name: run name; results go to ``runs/<name>/`` (suffixed if taken).
-    :param seed: seed of everything random in the run (model init, batches, and the
-        class order where the protocol draws one).
+    :param seed: seed of everything random in the run (model init, batches, memory
+        samples, and the class order where the protocol draws one); ``0 .. 2**32 - 1``.
+        On CPU the same scenario and seed give the same ``results.json`` (but its
+        ``wall_time_s``).
     :param device: ``"cpu"`` or ``"cuda"``.
     """
 
@@ -134,6 +138,9 @@ _CHOICES = {
 }
 _POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("train", "eval_batch_size"),
              ("train", "lr")}
+_NON_NEGATIVE = {("train", "momentum"), ("train", "weight_decay")}
+#: numpy's legacy seeding (np.random.seed, RandomState) takes 32-bit unsigned seeds only
+_SEEDS = {("", "seed"), ("protocol", "split_seed")}
 
 
 def _check_value(where: str, key: tuple[str, str], value: Any, hint: Any) -> Any:
@@ -158,6 +165,12 @@ def _check_value(where: str, key: tuple[str, str], value: Any, hint: Any) -> Any
     if not ok:
         name = getattr(hint, "__name__", str(hint))
         raise ConfigError(f"{where}: expected {name}, got {type(value).__name__} {value!r}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+    if key in _SEEDS and not 0 <= value < 2**32:
+        raise ConfigError(f"{where}: a seed must lie in 0 .. 2**32 - 1, got {value}")
+    if key in _NON_NEGATIVE and value < 0:
+        raise ConfigError(f"{where}: must be zero or positive, got {value!r}")
     if key in _CHOICES and value not in _CHOICES[key]:
         choices = [c for c in _CHOICES[key] if c]
         raise ConfigError(f"{where}: {value!r} is not one of {choices}")
@@ -167,6 +180,13 @@ def _check_value(where: str, key: tuple[str, str], value: Any, hint: Any) -> Any
         raise ConfigError(f"{where}: every task needs at least one class, got {value}")
     if key == ("protocol", "test_fraction") and not 0.0 < value < 1.0:
         raise ConfigError(f"{where}: must lie strictly between 0 and 1, got {value}")
+    if key == ("", "name") and (value.strip() in ("", ".", "..")
+                                or any(c in value for c in "/\\\0")
+                                or len(value.encode("utf-8", "surrogatepass")) > 200):
+        # the run folder is runs/<name>: one folder, never a path, and file systems
+        # refuse names over 255 bytes (a "-NNNN" suffix may be added)
+        raise ConfigError(f"{where}: {value!r} cannot name a run folder; use up to 200 "
+                          "letters, digits, '-', '_' (no '/')")
     return value
 
 

@@ -22,6 +22,18 @@ the arguments they need by name and omit the rest.
 Training is Avalanche's business, not pluggy's: factories return torch modules and
 Avalanche ``SupervisedPlugin`` instances, and everything that happens during training
 goes through Avalanche's own callbacks.
+
+Checkpoints need nothing from a plugin but picklable state. After every task czsl
+saves the model's ``state_dict()`` and each Avalanche plugin's ``__getstate__()`` (by
+default, its attributes); on ``czsl run --resume`` it calls the factories again with the
+same arguments and restores that state into the new objects (``__setstate__``, or by
+updating ``__dict__``). Attributes that point to the learner, the model (or its
+parameters, buffers, submodules), the optimizer or the stream are saved as references
+and point to the rebuilt ones; an iterator made by ``iter(obj)`` that has not started
+is saved as ``iter(obj)``. A plugin holding anything else that pickle refuses (an open
+file, a lambda, a running generator) defines ``__getstate__``/``__setstate__``;
+otherwise the run stops at the end of the first task whose state cannot be saved, with
+an error naming the plugin and the attribute. See :mod:`czsl.checkpoint`.
 """
 
 from __future__ import annotations
@@ -90,7 +102,9 @@ def czsl_make_model(
     * have ``set_visible_classes(mask)``, ``mask`` a bool tensor ``[C]``: from then on
       it may use only the attributes of classes where ``mask`` is true and must give
       every other class the logit ``-inf``. The learner shows it the classes of tasks
-      seen so far while training and all classes while testing.
+      seen so far while training and all classes while testing;
+    * keep everything training changes in parameters and buffers: checkpoints save
+      its ``state_dict()`` only.
 
     :class:`czsl.models.AttributeModel` implements both around any attribute embedder.
 
@@ -119,7 +133,8 @@ def czsl_make_regularizer(
     :param stream: the task stream (tasks, class-to-task map, attributes), for
         regularizers that need to know the tasks ahead of training.
     :return: the Avalanche plugins that implement it (an empty list for none), or
-        ``None`` if ``name`` is not this plugin's.
+        ``None`` if ``name`` is not this plugin's. Their state must pickle (see
+        "Checkpoints" above).
 
     .. versionadded:: 0.1
     """
@@ -137,7 +152,8 @@ def czsl_make_replay(
     :param options: the rest of the ``[replay]`` table, as keyword arguments.
     :param stream: the task stream.
     :return: the Avalanche plugins that implement it (an empty list for none), or
-        ``None`` if ``name`` is not this plugin's.
+        ``None`` if ``name`` is not this plugin's. Their state must pickle (see
+        "Checkpoints" above).
 
     .. versionadded:: 0.1
     """

@@ -16,6 +16,7 @@ it adds to the template is what zero-shot learning needs:
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
+from czsl.checkpoint import object_state, restore_object_state
 from czsl.streams import CZSLStream
 
 
@@ -82,7 +84,8 @@ class ZSLLearner(SupervisedTemplate):
     :param train_epochs: epochs per task.
     :param eval_mb_size: test mini-batch size.
     :param device: torch device.
-    :param plugins: Avalanche plugins (regularizers, replay, loggers).
+    :param plugins: Avalanche plugins (regularizers, replay, loggers); kept in
+        :attr:`extra_plugins`, whose state :meth:`state_dict` holds.
     """
 
     def __init__(self, *, model: nn.Module, stream: CZSLStream, optimizer: torch.optim.Optimizer,
@@ -90,6 +93,7 @@ class ZSLLearner(SupervisedTemplate):
                  eval_mb_size: int = 1024, device: str | torch.device = "cpu",
                  plugins: list[SupervisedPlugin] = ()) -> None:
         self.stream = stream
+        self.extra_plugins = list(plugins)
         self._recorder = _TestLogits()
         with warnings.catch_warnings():
             # no Avalanche metrics or loggers: czsl.metrics computes ours from test_logits()
@@ -121,3 +125,36 @@ class ZSLLearner(SupervisedTemplate):
         """``[N_test, C]`` logits of the whole test set over all classes, on ``device``."""
         self.eval(self.stream.benchmark.test_stream)
         return torch.cat(self._recorder.outputs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything training has changed, to resume after a task (:mod:`czsl.checkpoint`).
+
+        Call it between tasks. The values are live objects, to be pickled at once:
+
+        * ``model``, ``optimizer``: their ``state_dict()``;
+        * ``clock``: Avalanche's counters (EWC reads the task counter from it, the loss
+          logger its iteration);
+        * ``plugins``: the pickling state (``__getstate__()``) of each of
+          :attr:`extra_plugins`, in order.
+        """
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "clock": object_state(self.clock),
+                "plugins": [object_state(p) for p in self.extra_plugins]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned, into a learner built the same way.
+
+        :raises ValueError: if the number of plugins differs.
+        """
+        if len(state["plugins"]) != len(self.extra_plugins):
+            raise ValueError(f"the state has {len(state['plugins'])} plugin(s), the learner "
+                             f"{len(self.extra_plugins)}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_object_state(self.clock, state["clock"])
+        for plugin, plugin_state in zip(self.extra_plugins, state["plugins"]):
+            restore_object_state(plugin, plugin_state)
+        # Avalanche resets the optimizer's state (Adam's moments) the first time a
+        # learner trains, when it has no parameter map yet
+        # (BatchObservation.check_model_and_optimizer); this learner has trained before.
+        self.optimized_param_id = dict(self.model.named_parameters())

@@ -112,6 +112,7 @@ __all__ = [
     "forgetting_measure",
     "gzsl_metrics",
     "run_metrics",
+    "seen_unseen_curve",
     "step_metrics",
 ]
 
@@ -149,9 +150,11 @@ def _evaluate(logits: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
     :param seen: ``[S, C]`` bool, which classes are seen at each step.
     :param per_class: accuracy convention (module docstring).
     :return: ``[S]`` float64 tensors ``SA, UA, H, JA, AUSUC, zsl`` (percent; ``zsl`` is the
-        unseen accuracy with the argmax restricted to unseen classes) and the per-class
+        unseen accuracy with the argmax restricted to unseen classes), the per-class
         statistics ``class_hits`` ``[S, C]`` (weighted correct counts) and ``class_mass``
-        ``[C]`` (weighted sample counts) from which any group accuracy follows.
+        ``[C]`` (weighted sample counts) from which any group accuracy follows, and
+        ``curve``: the AUSUC sweep's ``(unseen_acc, seen_acc, exists)``, each ``[S, N+1]``
+        (fractions; ``exists`` marks the vertices a calibration bias can reach).
     """
     n_steps, n, n_classes = logits.shape
     device, f64 = logits.device, torch.float64
@@ -220,7 +223,8 @@ def _evaluate(logits: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
 
     return {"SA": sa, "UA": ua, "H": _harmonic(sa, ua), "JA": ja, "AUSUC": ausuc,
             "zsl": 100 * only_unseen_acc,
-            "class_hits": class_hits, "class_mass": class_mass}
+            "class_hits": class_hits, "class_mass": class_mass,
+            "curve": (unseen_acc, seen_acc, exists)}
 
 
 def _seen_at(class_to_task: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
@@ -432,3 +436,46 @@ def gzsl_metrics(logits: torch.Tensor, targets: torch.Tensor, seen_mask: torch.T
                        per_class)
     return {"zsl_top1": result["zsl"][0], "u": result["UA"][0], "s": result["SA"][0],
             "H": result["H"][0], "AUSUC": result["AUSUC"][0]}
+
+
+def seen_unseen_curve(logits: torch.Tensor, targets: torch.Tensor, seen_mask: torch.Tensor, *,
+                      per_class: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seen-unseen accuracy curve whose area is ``AUSUC`` (Chao et al., 2016).
+
+    The vertices of the exact sweep described in the module docstring (one per
+    calibration gap, ties merged), from "every sample on the seen side" (unseen accuracy
+    0) to "every sample on the unseen side" (seen accuracy 0). In the degenerate cases
+    the curve is ClassNorm's convention, so that the area still equals ``AUSUC``: no seen
+    classes gives ``(0, 100), (U, 100), (U, 0)``, no unseen classes
+    ``(0, S), (100, S), (100, 0)``. A side that has classes but no test samples has NaN
+    accuracies along the curve (``AUSUC`` is NaN then too).
+
+    ``torch.trapezoid(seen_acc, unseen_acc) / 100`` equals the ``AUSUC`` that
+    :func:`step_metrics` and :func:`gzsl_metrics` report for the same seen classes.
+
+    :param logits: ``[N, C]`` logits over all classes.
+    :param targets: ``[N]`` integer class ids in ``[0, C)``.
+    :param seen_mask: ``[C]`` bool, ``True`` for seen classes (at step ``t`` of a CZSL run:
+        the classes of tasks ``0..t``).
+    :param per_class: accuracy convention (module docstring).
+    :return: ``(unseen_acc, seen_acc)``, two ``[K]`` float64 tensors in percent on the
+        logits' device, ``unseen_acc`` non-decreasing and ``seen_acc`` non-increasing.
+    :raises ValueError: on inconsistent shapes.
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be [N, C], got shape {tuple(logits.shape)}")
+    if seen_mask.ndim != 1:
+        raise ValueError("seen_mask must be a 1-d bool tensor [C]")
+    _check_inputs(logits, targets, seen_mask.shape[0])
+    device = logits.device
+    seen = seen_mask.to(device=device, dtype=torch.bool)
+    result = _evaluate(logits[None], targets.to(device=device, dtype=torch.long), seen[None],
+                       per_class)
+    unseen_acc, seen_acc, exists = (part[0] for part in result["curve"])  # [N+1] each
+    if not seen.any():
+        u = 100 * unseen_acc[-1]
+        return torch.stack([u.new_zeros(()), u, u]), u.new_tensor([100.0, 100.0, 0.0])
+    if seen.all():
+        s = 100 * seen_acc[0]
+        return s.new_tensor([0.0, 100.0, 100.0]), torch.stack([s, s, s.new_zeros(())])
+    return 100 * unseen_acc[exists], 100 * seen_acc[exists]

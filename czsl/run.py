@@ -1,30 +1,58 @@
 """One scenario, end to end: data -> stream -> plugins -> learner -> metrics -> results.
 
 :func:`run_scenario` is what ``czsl run`` calls; tests and benchmarks call it too.
+:func:`resume_run` (``czsl run --resume``) continues a run that was stopped, from the
+checkpoint of its last finished task (:mod:`czsl.checkpoint`).
+
+Every check that can happen before training does (:func:`prepare_run`: device, data,
+task split, plugin names and options), before the run folder is created, so a bad
+input leaves nothing behind. A plugin that raises during training is named in a
+:class:`czsl.errors.PluginError`; the run folder then keeps the checkpoint of the tasks
+that finished (so it can be resumed) and never a ``results.json``.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import sys
 import time
+import tomllib
+import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import tomli_w
 import torch
 from avalanche.core import SupervisedPlugin
 from tqdm import tqdm
 
 import czsl
 from czsl import metrics
-from czsl.config import Scenario, scenario_to_dict
-from czsl.data import load_dataset
+from czsl.checkpoint import (
+    Checkpoint,
+    Unpicklable,
+    dump_learner_state,
+    fingerprint,
+    has_checkpoint,
+    load_checkpoint,
+    load_learner_state,
+    load_logits,
+    remove_checkpoint,
+    rng_state,
+    run_lock,
+    save_checkpoint,
+    set_rng_state,
+)
+from czsl.config import Scenario, load_scenario, scenario_to_dict
+from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import CZSLError, PluginError
 from czsl.learner import ZSLLearner
 from czsl.logging import LossLogger, RunLogger, json_ready, new_run_dir
-from czsl.plugins import Plugins
+from czsl.plugins import Listed, Plugins
 from czsl.streams import CZSLStream, build_stream
 
 
@@ -88,19 +116,51 @@ def make_optimizer(scenario: Scenario, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
-                 runs_dir: Path = Path("runs"), progress: bool = True,
-                 echo: Callable[[str], None] = print) -> RunResult:
-    """Run a scenario and write its run folder.
+@dataclass
+class Prepared:
+    """Everything a run builds before it creates its folder.
+
+    :param scenario: the scenario.
+    :param data_dir: the data folder it was read from (``None`` for synthetic data).
+    :param device: the torch device.
+    :param dataset: the data.
+    :param stream: the task stream.
+    :param model: the model, on ``device``.
+    :param extra: the regularizer's and the replay's Avalanche plugins.
+    :param owners: ``id()`` of each object a plugin built (the model, each Avalanche
+        plugin) -> ``(kind, name, listing)`` of its component, to name it when it fails.
+    """
+
+    scenario: Scenario
+    data_dir: Path | None
+    device: torch.device
+    dataset: ZSLDataset
+    stream: CZSLStream
+    model: torch.nn.Module
+    extra: list[SupervisedPlugin]
+    owners: dict[int, tuple[str, str, Listed]]
+
+    def fingerprint(self) -> str:
+        """A hash of the data and the task split, to check a resumed run reads the same."""
+        return fingerprint(self.dataset.features, self.dataset.labels,
+                           self.dataset.attributes, self.stream.tasks, self.stream.test_y)
+
+    def plugin_classes(self) -> list[str]:
+        """Qualified class names of :attr:`extra`, in order."""
+        return [f"{type(p).__module__}.{type(p).__qualname__}" for p in self.extra]
+
+
+def prepare_run(scenario: Scenario, *, data_dir: Path | None = None,
+                echo: Callable[[str], None] = print) -> Prepared:
+    """Check the device, read the data, split it into tasks, build the model and plugins.
+
+    Nothing is written: every bad input a run can detect before training is raised here.
 
     :param scenario: the scenario.
     :param data_dir: the folder with the dataset's files (not needed for synthetic).
-    :param runs_dir: where run folders are created.
-    :param progress: show a progress bar on stderr.
-    :param echo: where to print notes.
-    :raises CZSLError: for bad data, plugin names, options or devices.
+    :param echo: where to print notes about the stream.
+    :raises CZSLError: for bad data, task splits, plugin names, options or devices.
     """
-    started = time.perf_counter()
     device = resolve_device(scenario.device)
     plugins = Plugins()
     dataset = load_dataset(scenario.data.dataset, data_dir, features=scenario.data.features,
@@ -114,45 +174,237 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
                                       n_features=dataset.n_features,
                                       attributes=stream.attributes),
                          scenario.model.name, plugins).to(device)
+    owners = {id(model): ("model", scenario.model.name,
+                          plugins.find("model", scenario.model.name))}
     extra: list[SupervisedPlugin] = []
     for kind in ("regularizer", "replay"):
         cfg = getattr(scenario, kind)
-        extra += _check_avalanche_plugins(
+        built = _check_avalanche_plugins(
             plugins.make(kind, cfg.name, cfg.options, stream=stream), kind, cfg.name, plugins)
+        item = plugins.find(kind, cfg.name)
+        owners.update({id(p): (kind, cfg.name, item) for p in built})
+        extra += built
+    return Prepared(scenario=scenario, data_dir=data_dir, device=device, dataset=dataset,
+                    stream=stream, model=model, extra=extra, owners=owners)
 
+
+def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
+                 runs_dir: Path = Path("runs"), progress: bool = True,
+                 echo: Callable[[str], None] = print) -> RunResult:
+    """Run a scenario and write its run folder.
+
+    The folder is created only once :func:`prepare_run` has passed. After every task a
+    checkpoint is written into it (:mod:`czsl.checkpoint`); ``results.json`` only once
+    every task has finished, and then the checkpoint is removed. If a plugin fails
+    before the first task has finished, the folder is removed again.
+
+    :param scenario: the scenario.
+    :param data_dir: the folder with the dataset's files (not needed for synthetic).
+    :param runs_dir: where run folders are created.
+    :param progress: show a progress bar on stderr.
+    :param echo: where to print notes.
+    :raises CZSLError: for bad data, plugin names, options or devices.
+    :raises PluginError: naming the plugin, if one raises during training.
+    """
+    started = time.perf_counter()
+    prepared = prepare_run(scenario, data_dir=data_dir, echo=echo)
     run_dir = new_run_dir(runs_dir, scenario.name)
-    logger = RunLogger(run_dir)
     document = scenario_to_dict(scenario)
-    document["protocol"] = {**document["protocol"], **_resolved(stream)}
-    logger.write_scenario(document)
+    document["protocol"] = {**document["protocol"], **_resolved(prepared.stream)}
+    try:
+        with run_lock(run_dir):
+            return _train(prepared, run_dir, document, started=started, progress=progress,
+                          echo=echo)
+    except PluginError:
+        if not has_checkpoint(run_dir):
+            # no task finished: there is nothing to resume, and half a task is no result
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = True,
+               echo: Callable[[str], None] = print) -> RunResult:
+    """Continue a stopped run from the checkpoint of its last finished task.
+
+    The scenario is the run's own ``scenario.toml``; data, stream, model and plugins are
+    rebuilt from it as when the run started, then the checkpoint's state is loaded into
+    them. On CPU the ``results.json`` is the one an uninterrupted run with the same seed
+    writes, except ``wall_time_s``, which adds up the time of every session up to its
+    last checkpoint (work lost to the interruption is not counted).
+
+    :param run_dir: the run folder.
+    :param data_dir: where the data are now; default: where the run read them.
+    :param progress: show a progress bar on stderr.
+    :param echo: where to print notes.
+    :raises CZSLError: if the folder has finished or has no checkpoint, its
+        ``scenario.toml``, data or plugin classes differ from the run's, or another
+        process is running it; and for everything :func:`run_scenario` raises.
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    with run_lock(run_dir) if run_dir.is_dir() else nullcontext():
+        checkpoint = load_checkpoint(run_dir)
+        scenario_file = run_dir / "scenario.toml"
+        scenario = load_scenario(scenario_file)
+        if tomllib.loads(scenario_file.read_text(encoding="utf-8")) != tomllib.loads(
+                tomli_w.dumps(checkpoint.scenario)):
+            raise CZSLError(f"--resume {run_dir}: {scenario_file} was edited after the run "
+                            "started; a run resumes with the scenario it started with. Undo "
+                            "the edit, or start a new run with the edited scenario")
+        if data_dir is None and checkpoint.data_dir is not None:
+            data_dir = Path(checkpoint.data_dir)
+        prepared = prepare_run(scenario, data_dir=data_dir, echo=echo)
+        if prepared.fingerprint() != checkpoint.fingerprint:
+            raise CZSLError(f"--resume {run_dir}: the data read from "
+                            f"{data_dir or 'the synthetic generator'} differ from the data "
+                            "the run started with; point --data-dir at the original data, "
+                            "or start a new run")
+        if prepared.plugin_classes() != checkpoint.plugin_classes:
+            raise CZSLError(f"--resume {run_dir}: the run started with the plugin classes "
+                            f"{checkpoint.plugin_classes}, the installed plugins build "
+                            f"{prepared.plugin_classes()}; reinstall the plugin versions "
+                            "the run started with, or start a new run")
+        echo(f"note: resuming {run_dir} after task {checkpoint.step} "
+             f"(tasks 0-{checkpoint.n_tasks - 1})")
+        return _train(prepared, run_dir, checkpoint.scenario, started=started,
+                      progress=progress, echo=echo, resume=checkpoint)
+
+
+def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, started: float,
+           progress: bool, echo: Callable[[str], None],
+           resume: Checkpoint | None = None) -> RunResult:
+    """Train the remaining tasks in ``run_dir``, checkpoint each, write the results."""
+    scenario, stream, device, model = (prepared.scenario, prepared.stream, prepared.device,
+                                       prepared.model)
+    dataset, extra = prepared.dataset, prepared.extra
+    data_id = prepared.fingerprint()
+    logger = RunLogger(run_dir)
+    if resume is None:
+        logger.write_scenario(document)
     learner = ZSLLearner(
         model=model, stream=stream, optimizer=make_optimizer(scenario, model.parameters()),
         loss_classes=scenario.train.loss_classes, train_mb_size=scenario.train.batch_size,
         train_epochs=scenario.train.epochs, eval_mb_size=scenario.train.eval_batch_size,
-        device=device, plugins=[*extra, LossLogger(logger)])
+        # LossLogger first: it must see the loss before regularizers add to it
+        device=device, plugins=[LossLogger(logger), *extra])
+    # live objects a plugin's state may point to: checkpointed as references
+    refs = {"learner": learner, "model": model, "optimizer": learner.optimizer,
+            "stream": stream, "run_logger": logger}
 
-    history = []
-    bar = tqdm(range(stream.n_tasks), desc=f"{scenario.name}: tasks", unit="task",
-               disable=not progress, file=sys.stderr)
+    history: list[torch.Tensor] = []
+    elapsed = 0.0  # training time of earlier sessions
+    if resume is not None:
+        history = load_logits(run_dir, resume.step + 1, device)
+        learner.load_state_dict(load_learner_state(resume.learner, refs))
+        # the generators as they were at the end of the task, not as rebuilding left them
+        set_rng_state(resume.rng)
+        elapsed = resume.elapsed_s
+    first = len(history)
+    bar = tqdm(range(first, stream.n_tasks), desc=f"{scenario.name}: tasks", unit="task",
+               total=stream.n_tasks, initial=first, disable=not progress, file=sys.stderr)
+    step = first
     try:
         for step in bar:
-            learner.train_task(step)
-            logits = learner.test_logits()  # [N_test, C]
+            try:
+                learner.train_task(step)
+                logits = learner.test_logits()  # [N_test, C]
+            except Exception as exc:
+                failure = _plugin_failure(exc, prepared.owners, step, run_dir)
+                if failure is None:  # czsl's own code failed: a bug, keep its traceback
+                    raise
+                raise failure from exc
             history.append(logits)
-            now = metrics.step_metrics(logits, stream.test_y.to(device),
-                                       stream.class_to_task.to(device), step,
-                                       per_class=stream.per_class)
-            logger.log_step(step, now)
-            bar.set_postfix(SA=f"{float(now['SA']):.1f}", UA=f"{float(now['UA']):.1f}",
-                            H=f"{float(now['H']):.1f}")
+            # the metrics of all steps so far: the logger keeps no state of its own
+            so_far = metrics.run_metrics(torch.stack(history), stream.test_y.to(device),
+                                         stream.class_to_task.to(device),
+                                         per_class=stream.per_class)
+            curve = metrics.seen_unseen_curve(logits, stream.test_y.to(device),
+                                              stream.seen_mask(step).to(device),
+                                              per_class=stream.per_class)
+            logger.log_step(step, so_far, curve)
+            now = {key: float(so_far.steps[key][step]) for key in ("SA", "UA", "H")}
+            bar.set_postfix(SA=f"{now['SA']:.1f}", UA=f"{now['UA']:.1f}", H=f"{now['H']:.1f}")
+            _checkpoint(prepared, learner, refs, run_dir, logits, step=step,
+                        n_tasks=stream.n_tasks, scenario=document,
+                        data_dir=None if prepared.data_dir is None else str(
+                            Path(prepared.data_dir).resolve()),
+                        fingerprint=data_id, plugin_classes=prepared.plugin_classes(),
+                        elapsed_s=elapsed + time.perf_counter() - started, rng=rng_state())
         results = _results(scenario, dataset.source, stream, torch.stack(history), device)
-        results["wall_time_s"] = time.perf_counter() - started
+        results["wall_time_s"] = elapsed + time.perf_counter() - started
         results = json_ready(results)
+        logger.write_hparams(document, results)
         logger.write_results(results)
+    except KeyboardInterrupt:
+        if has_checkpoint(run_dir):
+            echo(f"note: interrupted during task {step}; the tasks before it are saved: "
+                 f"continue with: czsl run --resume {run_dir}")
+        raise
     finally:
         bar.close()
         logger.close()
+    remove_checkpoint(run_dir)  # finished: nothing left to resume
     return RunResult(run_dir, results)
+
+
+def _checkpoint(prepared: Prepared, learner: ZSLLearner, refs: dict[str, Any], run_dir: Path,
+                logits: torch.Tensor, **fields: Any) -> None:
+    """Save a :class:`Checkpoint` of ``fields`` and the learner's state; name a plugin
+    whose state cannot be saved."""
+    step = fields["step"]
+    try:
+        blobs = dump_learner_state(learner.state_dict(), refs)
+    except Unpicklable as exc:
+        path = exc.path  # ("plugins", index, attribute, ...) or ("model", ...), ...
+        plugin = learner.extra_plugins[path[1]] if path[0] == "plugins" else None
+        owner = None if plugin is None else prepared.owners.get(id(plugin))
+        if owner is None:  # czsl's own state: a bug
+            raise RuntimeError(f"cannot checkpoint the learner's {path}") from exc.cause
+        kind, name, item = owner
+        what = f"its attribute {path[2]!r}" if len(path) > 2 else "its state"
+        raise PluginError(
+            f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}) "
+            f"cannot be checkpointed after task {step}: {what} cannot be pickled "
+            f"({type(exc.cause).__name__}: {exc.cause}). czsl saves every plugin's "
+            f"__getstate__() after each task (see czsl.hookspecs); {type(plugin).__name__} "
+            "needs __getstate__/__setstate__ that leave it out. "
+            + _what_is_kept(run_dir, step)) from exc.cause
+    save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields), logits)
+
+
+def _what_is_kept(run_dir: Path, step: int) -> str:
+    """What a failure during task ``step`` leaves in ``run_dir``, and what to do."""
+    if step == 0:
+        return f"No task had finished, so {run_dir} was removed."
+    done = "task 0 is" if step == 1 else f"tasks 0-{step - 1} are"
+    return (f"In {run_dir}, {done} saved: once the plugin is fixed, continue with: "
+            f"czsl run --resume {run_dir}")
+
+
+def _plugin_failure(exc: Exception, owners: dict[int, tuple[str, str, Listed]], step: int,
+                    run_dir: Path) -> PluginError | None:
+    """A :class:`PluginError` naming the plugin that raised ``exc``, or ``None``.
+
+    The culprit is the innermost frame of the traceback that runs a method of an object
+    a plugin built (the model, a regularizer or replay plugin), unless czsl's own code
+    runs further in: then the error is czsl's (or a plugin misusing it) and is not
+    dressed up as a plugin failure.
+    """
+    culprit = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        owner = owners.get(id(frame.f_locals.get("self")))
+        if owner is not None:
+            culprit = owner, frame
+        elif frame.f_globals.get("__name__", "").split(".")[0] == "czsl":
+            culprit = None
+    if culprit is None:
+        return None
+    (kind, name, item), frame = culprit
+    where = f"{type(frame.f_locals['self']).__name__}.{frame.f_code.co_name}"
+    return PluginError(
+        f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}) failed "
+        f"during task {step}, in {where}: {type(exc).__name__}: {exc}. "
+        f"{_what_is_kept(run_dir, step)} (czsl --debug shows the traceback.)")
 
 
 def _resolved(stream: CZSLStream) -> dict[str, Any]:

@@ -105,6 +105,11 @@ def _unit_std(x: np.ndarray) -> np.ndarray:
     return x / sd if sd > 0 else x
 
 
+#: Largest value of a difficulty knob: far past where the features carry no signal, and
+#: small enough that its square (in the feature scale) stays a finite float.
+MAX_KNOB = 1e6
+
+
 def check_knobs(where: str, *, seed: int, residual: float, noise: float) -> None:
     """Raise :class:`DataError` unless the seed and the difficulty knobs are in range.
 
@@ -114,8 +119,9 @@ def check_knobs(where: str, *, seed: int, residual: float, noise: float) -> None
         raise DataError(f"{where}: seed={seed!r} must be an integer >= 0")
     for knob, value in (("residual", residual), ("noise", noise)):
         if (isinstance(value, bool) or not isinstance(value, (int, float))
-                or not math.isfinite(value) or value < 0):
-            raise DataError(f"{where}: {knob}={value!r} must be a finite number >= 0")
+                or not 0 <= value <= MAX_KNOB):  # NaN fails this too
+            raise DataError(f"{where}: {knob}={value!r} must be a finite number >= 0 "
+                            f"(at most {MAX_KNOB:g})")
 
 
 def make_synthetic(*, n_classes: int = 50, n_attributes: int = 24, n_features: int = 128,

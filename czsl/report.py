@@ -1,0 +1,202 @@
+"""``czsl report``: finished runs side by side, as a table and as a figure.
+
+Everything comes from each run's ``results.json`` (written by :mod:`czsl.run` through
+:mod:`czsl.logging`); nothing is recomputed, and neither torch nor Avalanche is
+imported, so a report is quick. The figure needs matplotlib, imported only to draw it.
+
+* :func:`format_table`: one column per run: dataset (marked *semi-synthetic* where the
+  run's features were synthesised from real metadata), protocol, number of tasks,
+  accuracy convention (per-class or per-sample), model, regularizer,
+  replay, seed, mSA / mUA / mH / mJA / mAUC (percent), forgetting at the final step and
+  averaged over steps (fraction, lower is better), wall time.
+* :func:`plot_runs`: a PNG with two panels, one line per run: forgetting after each
+  step (from step 1; a run that forgets nothing stays at 0) and H after each step (the
+  harmonic mean of seen and unseen accuracy; undefined at a step without unseen
+  classes, usually the last).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from czsl.errors import CZSLError
+
+#: ``(row label, summary key, format)`` of the table's metric rows.
+METRIC_ROWS = (
+    ("mSA (%)", "mSA", "{:.1f}"),
+    ("mUA (%)", "mUA", "{:.1f}"),
+    ("mH (%)", "mH", "{:.1f}"),
+    ("mJA (%)", "mJA", "{:.1f}"),
+    ("mAUC (%)", "mAUC", "{:.1f}"),
+    ("forgetting, final", "forgetting_final", "{:.3f}"),
+    ("forgetting, mean", "forgetting_mean", "{:.3f}"),
+)
+
+SEMI_SYNTHETIC_NOTE = ("semi-synthetic: real class metadata, features synthesised from "
+                       "the attributes; not comparable with results on real image features")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished run, as read from its folder.
+
+    :param label: the name it is shown under (its folder's name, or the path given
+        when two runs share a name).
+    :param path: its folder.
+    :param results: the content of its ``results.json``.
+    """
+
+    label: str
+    path: Path
+    results: dict[str, Any]
+
+
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """The ``results.json`` of a run folder, checked for what a report needs.
+
+    :param run_dir: a run folder (a path to its ``results.json`` is accepted too).
+    :raises CZSLError: when the folder or its ``results.json`` is missing, is not valid
+        JSON, or lacks the keys czsl writes.
+    """
+    path = run_dir / "results.json" if run_dir.is_dir() else run_dir
+    if not run_dir.exists():
+        raise CZSLError(f"run folder {run_dir} does not exist; give a folder that "
+                        "'czsl run' made, such as runs/synthetic")
+    if not path.is_file():
+        raise CZSLError(f"{run_dir} has no results.json: not a run folder, or a run that "
+                        "has not finished (results.json is written at the end)")
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CZSLError(f"{path} is not valid JSON ({exc}); it may have been edited or "
+                        "truncated") from exc
+    needed = {"dataset": (), "protocol": ("name",), "model": (), "regularizer": (),
+              "replay": (), "seed": (), "summary": tuple(key for _, key, _ in METRIC_ROWS),
+              "metrics": ("steps",)}
+    for key, inner in needed.items():
+        if not isinstance(results, dict) or key not in results:
+            raise CZSLError(f"{path} is not a czsl results file: it has no key {key!r}")
+        if inner and not isinstance(results[key], dict):
+            raise CZSLError(f"{path} is not a czsl results file: '{key}' is not a table")
+        missing = [k for k in inner if k not in results[key]]
+        if missing:
+            raise CZSLError(f"{path} is not a czsl results file: '{key}' has no "
+                            f"{missing[0]!r}")
+    steps = results["metrics"]["steps"]
+    for key in ("H", "forgetting"):
+        if not isinstance(steps.get(key), list):
+            raise CZSLError(f"{path} is not a czsl results file: metrics.steps has no "
+                            f"list {key!r}")
+    return results
+
+
+def load_runs(paths: Iterable[Path]) -> list[Run]:
+    """Read several run folders; labels are folder names, or paths where names clash.
+
+    :param paths: run folders.
+    :raises CZSLError: as :func:`read_results`, or when no folder is given.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise CZSLError("no run folder given; usage: czsl report RUN [RUN ...]")
+    results = [read_results(p) for p in paths]
+    names = [(p.parent.name if p.is_file() else p.name) or str(p) for p in paths]
+    if len(set(names)) < len(names):
+        names = [str(p) for p in paths]
+    return [Run(name, path, res) for name, path, res in zip(names, paths, results)]
+
+
+def _number(value: Any, fmt: str) -> str:
+    """A metric for the table: ``-`` where undefined (null / NaN)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return fmt.format(value)
+
+
+def _wall_time(seconds: Any) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def format_table(runs: list[Run]) -> str:
+    """The side-by-side table: one row per quantity, one column per run.
+
+    :param runs: from :func:`load_runs`.
+    :return: the table as text (no trailing newline).
+    """
+    rows: list[tuple[str, list[str]]] = [("run", [r.label for r in runs])]
+
+    def row(label: str, cell) -> None:
+        rows.append((label, [cell(r.results) for r in runs]))
+
+    row("dataset", lambda res: res["dataset"] + (" (semi-synthetic)"
+                                                 if res.get("semi_synthetic") else ""))
+    row("protocol", lambda res: res["protocol"]["name"])
+    row("tasks", lambda res: str(res.get("n_tasks", "?")))
+    row("accuracy", lambda res: str(res["protocol"].get("accuracy", "?")).replace("_", "-"))
+    for key in ("model", "regularizer", "replay", "seed"):
+        row(key, lambda res, key=key: str(res[key]))
+    for label, key, fmt in METRIC_ROWS:
+        row(label, lambda res, key=key, fmt=fmt: _number(res["summary"].get(key), fmt))
+    if any("gzsl" in r.results for r in runs):
+        for label, key in (("static ZSL top-1 (%)", "zsl_top1"), ("static GZSL H (%)", "H")):
+            row(label, lambda res, key=key: _number(res.get("gzsl", {}).get(key), "{:.1f}"))
+    row("wall time", lambda res: _wall_time(res.get("wall_time_s")))
+
+    first = max(len(label) for label, _ in rows)
+    widths = [max(len(cells[i]) for _, cells in rows) for i in range(len(runs))]
+    lines = ["  ".join([label.ljust(first), *(c.rjust(w) for c, w in zip(cells, widths))])
+             for label, cells in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    if any(r.results.get("semi_synthetic") for r in runs):
+        lines.append(SEMI_SYNTHETIC_NOTE)
+    return "\n".join(lines)
+
+
+def plot_runs(runs: list[Run], out: Path) -> Path:
+    """Write a PNG: forgetting per step (left) and H per step (right), a line per run.
+
+    :param runs: from :func:`load_runs`.
+    :param out: the PNG to write (its folder must exist).
+    :return: ``out``.
+    :raises CZSLError: when ``out`` cannot be written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    if not out.parent.is_dir():
+        raise CZSLError(f"cannot write the report figure {out}: folder {out.parent} does "
+                        "not exist")
+    fig = Figure(figsize=(11, 4.5), dpi=120)
+    FigureCanvasAgg(fig)  # draw with Agg; pyplot's global backend is left alone
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.22)
+    ax_f, ax_h = fig.subplots(1, 2)
+    for run in runs:
+        steps = run.results["metrics"]["steps"]
+        label = run.label + (" (semi-synthetic)" if run.results.get("semi_synthetic") else "")
+        for ax, key in ((ax_f, "forgetting"), (ax_h, "H")):
+            values = [math.nan if v is None else v for v in steps[key]]
+            ax.plot(range(len(values)), values, marker="o", markersize=3, label=label)
+    ax_f.set_title("forgetting after each step (lower is better)")
+    ax_f.set_ylabel("forgetting (fraction)")
+    ax_h.set_title("H after each step (higher is better)")
+    ax_h.set_ylabel("H: harmonic mean of SA and UA (%)")
+    ax_f.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
+    n_steps = max(len(run.results["metrics"]["steps"]["H"]) for run in runs)
+    for ax in (ax_f, ax_h):
+        ax.set_xlim(-0.3, max(n_steps - 0.7, 0.3))
+        ax.set_xlabel("step t (after training task t)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    try:
+        fig.savefig(out, format="png")
+    except OSError as exc:
+        raise CZSLError(f"cannot write the report figure {out}: {exc}") from exc
+    return out
