@@ -63,8 +63,7 @@ import os
 import pickle
 import random
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +72,7 @@ import numpy as np
 import torch
 
 from czsl.errors import CZSLError
+from czsl.logging import atomic_write
 
 try:  # POSIX; elsewhere runs are not locked
     import fcntl
@@ -283,26 +283,6 @@ def fingerprint(*parts: Any) -> str:
 # ------------------------------------------------------------------ files
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(binary file)`` on a temporary file, then move it to ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _logits_path(run_dir: Path, step: int) -> Path:
     return run_dir / CHECKPOINT_DIR / f"test_logits_{step:03d}.pt"
 
@@ -317,9 +297,9 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, logits: torch.Tensor)
     folder = run_dir / CHECKPOINT_DIR
     folder.mkdir(exist_ok=True)
     cpu = logits.detach().cpu()
-    _atomic_write(_logits_path(run_dir, checkpoint.step), lambda fh: torch.save(cpu, fh))
+    atomic_write(_logits_path(run_dir, checkpoint.step), lambda fh: torch.save(cpu, fh))
     document = {"format": FORMAT, **vars(checkpoint)}
-    _atomic_write(folder / STATE_FILE,
+    atomic_write(folder / STATE_FILE,
                   lambda fh: pickle.dump(document, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
 

@@ -63,12 +63,14 @@ pyplot backend is left alone); matplotlib is imported only when a figure is draw
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,18 +116,29 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
     raise CZSLError(f"{runs_dir} has 10,000 runs named {name!r}; choose another --name")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file, so it is whole or absent."""
+def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Call ``write(binary file)`` on a temporary file, then move it to ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` so that it is whole or absent."""
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def json_ready(value: Any) -> Any:

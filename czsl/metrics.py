@@ -412,6 +412,20 @@ def run_metrics(logits_history: torch.Tensor, targets: torch.Tensor,
                       task_forgetting=per_task, per_class=per_class)
 
 
+def _evaluate_one(logits: torch.Tensor, targets: torch.Tensor, seen_mask: torch.Tensor,
+                  per_class: bool) -> dict[str, torch.Tensor]:
+    """:func:`_evaluate` for one ``[N, C]`` logits matrix and one ``[C]`` seen mask."""
+    if logits.ndim != 2:
+        raise ValueError(f"logits must be [N, C], got shape {tuple(logits.shape)}")
+    if seen_mask.ndim != 1:
+        raise ValueError("seen_mask must be a 1-d bool tensor [C]")
+    _check_inputs(logits, targets, seen_mask.shape[0])
+    device = logits.device
+    seen = seen_mask.to(device=device, dtype=torch.bool)[None]
+    return _evaluate(logits[None], targets.to(device=device, dtype=torch.long), seen,
+                     per_class)
+
+
 def gzsl_metrics(logits: torch.Tensor, targets: torch.Tensor, seen_mask: torch.Tensor, *,
                  per_class: bool = True) -> dict[str, torch.Tensor]:
     """Static GZSL metrics (Xian et al., 2018) with a fixed seen / unseen class split.
@@ -425,15 +439,7 @@ def gzsl_metrics(logits: torch.Tensor, targets: torch.Tensor, seen_mask: torch.T
         unseen classes only), ``u`` and ``s`` (argmax over all classes), ``H``, ``AUSUC``.
     :raises ValueError: on inconsistent shapes.
     """
-    if logits.ndim != 2:
-        raise ValueError(f"logits must be [N, C], got shape {tuple(logits.shape)}")
-    if seen_mask.ndim != 1:
-        raise ValueError("seen_mask must be a 1-d bool tensor [C]")
-    _check_inputs(logits, targets, seen_mask.shape[0])
-    device = logits.device
-    seen = seen_mask.to(device=device, dtype=torch.bool)[None]
-    result = _evaluate(logits[None], targets.to(device=device, dtype=torch.long), seen,
-                       per_class)
+    result = _evaluate_one(logits, targets, seen_mask, per_class)
     return {"zsl_top1": result["zsl"][0], "u": result["UA"][0], "s": result["SA"][0],
             "H": result["H"][0], "AUSUC": result["AUSUC"][0]}
 
@@ -462,15 +468,8 @@ def seen_unseen_curve(logits: torch.Tensor, targets: torch.Tensor, seen_mask: to
         logits' device, ``unseen_acc`` non-decreasing and ``seen_acc`` non-increasing.
     :raises ValueError: on inconsistent shapes.
     """
-    if logits.ndim != 2:
-        raise ValueError(f"logits must be [N, C], got shape {tuple(logits.shape)}")
-    if seen_mask.ndim != 1:
-        raise ValueError("seen_mask must be a 1-d bool tensor [C]")
-    _check_inputs(logits, targets, seen_mask.shape[0])
-    device = logits.device
-    seen = seen_mask.to(device=device, dtype=torch.bool)
-    result = _evaluate(logits[None], targets.to(device=device, dtype=torch.long), seen[None],
-                       per_class)
+    seen = seen_mask.to(device=logits.device, dtype=torch.bool)
+    result = _evaluate_one(logits, targets, seen_mask, per_class)
     unseen_acc, seen_acc, exists = (part[0] for part in result["curve"])  # [N+1] each
     if not seen.any():
         u = 100 * unseen_acc[-1]

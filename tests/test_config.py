@@ -39,6 +39,8 @@ def test_overrides_set_values_and_plugin_names():
     assert scenario.model.options == {"class_norm": False}
     assert scenario.regularizer.name == "mas" and scenario.regularizer.options == {}
     assert scenario.protocol.name == "classnorm" and scenario.data.dataset == "CUB"
+    swapped = load_scenario(None, ["regularizer=mas", "regularizer.lambda_reg=1e-3"])
+    assert swapped.regularizer.name == "mas" and swapped.regularizer.options == {"lambda_reg": 1e-3}
 
 
 @pytest.mark.parametrize("text, words", [

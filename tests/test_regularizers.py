@@ -185,6 +185,25 @@ def test_multitask_trains_on_every_task_seen_so_far(stream):
     assert seen_labels == [set(range(3)), set(range(6)), set(range(9))]
 
 
+def test_multitask_iteration_cap_stops_each_task(stream):
+    counts = []
+
+    class _Count(SupervisedPlugin):
+        def before_training_exp(self, strategy, *args, **kwargs):
+            counts.append(0)
+
+        def after_training_iteration(self, strategy, *args, **kwargs):
+            counts[-1] += 1
+
+    replay = Plugins().make("replay", "multitask", {"max_iterations": 7}, stream=stream)
+    learner = _learner(stream, [*replay, _Count()], epochs=5)
+    for step in range(3):
+        learner.train_task(step)
+    assert counts == [7, 7, 7]  # uncapped: 5 epochs x 2+ batches per task
+    with pytest.raises(Exception, match="max_iterations must be a positive integer"):
+        Plugins().make("replay", "multitask", {"max_iterations": 0}, stream=stream)
+
+
 @pytest.mark.parametrize("overrides", [
     ["regularizer=ewc_online"], ["regularizer=mas"], ["regularizer=agem"],
     ["replay=multitask", "train.loss_classes=seen"],
