@@ -8,6 +8,10 @@ Each cell runs the shipped scenario (``scenarios/<dataset>_czsl.toml`` for ``grw
 ``--set`` overrides, for every seed, and reports mean ± std over seeds. With
 ``../shared/data`` (metadata only) the runs are semi-synthetic and the table says so;
 pointed at a real xlsa17 folder the same command measures real features.
+
+The full grid is hours of CPU time; it can be run in parts, each saving its runs with
+``--raw PART.json``, and the committed table rendered from all parts with
+``--merge PART.json ...`` (the parts' commands are listed in the table).
 """
 
 from __future__ import annotations
@@ -78,26 +82,76 @@ def _cell(values, digits):
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+def _protocol(record):
+    return "classnorm" if record["scenario"].endswith("_classnorm") else "grw"
+
+
+def render(records, commands) -> str:
+    """The markdown table: one row per (data, protocol, method, ClassNorm), mean ± std
+    over the seeds found in ``records`` (one dict per run, as saved by ``--raw``)."""
+    groups: dict[tuple, list] = {}
+    for rec in records:
+        key = (rec["dataset"], _protocol(rec), rec["method"], rec["class_norm"])
+        groups.setdefault(key, []).append(rec)
+    order = {m: i for i, m in enumerate(METHODS)}
+    rows = []
+    for key in sorted(groups, key=lambda k: (k[0], k[1], order[k[2]], k[3] != "+ CN")):
+        runs = groups[key]
+        cells = [_cell([r[m] for r in runs], 3 if m.startswith("forg") else 1)
+                 for m in METRICS]
+        seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
+        rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {seeds} | "
+                    + " | ".join(cells) + f" | {_cell([r['wall_s'] for r in runs], 0)} |")
+    lines = ["# Continual ZSL table: regularizers x ClassNorm", ""]
+    if any("semi-synthetic" in r["dataset"] for r in records):
+        lines += ["**SEMI-SYNTHETIC.** Real CUB / SUN metadata with features synthesised from "
+                  "the attributes (the real ResNet-101 features are not available here). "
+                  "Not comparable to the published real-data figures below.", ""]
+    lines += ["Made by " + "; ".join(f"`{c}`" for c in commands) + ". Mean ± std over the "
+              "seeds listed (a single value where there is one seed). Accuracies in %, "
+              "forgetting as a fraction (final step). Wall time per run, on a 2-core "
+              f"{platform.machine()} CPU with {torch.get_num_threads()} torch threads, "
+              "measured while other jobs shared the machine.", "",
+              "| data | protocol | method | ClassNorm | seeds | mAUC | mH | mJA | mSA | mUA | "
+              "forgetting | wall s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", PUBLISHED]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--datasets", nargs="+", default=["cub", "sun"])
+    parser.add_argument("--datasets", nargs="*",
+                        help="datasets to run (default: cub sun, or none with --merge)")
     parser.add_argument("--protocols", nargs="+", default=["grw", "classnorm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "czsl_table.md")
     parser.add_argument("--raw", type=Path, help="also save every run's summary as JSON")
+    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="RAW",
+                        help="add the runs saved in these --raw files to the table (no new "
+                             "runs unless --datasets is also given)")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    rows, raw, labels = [], [], set()
+    records, commands = [], []
+    for path in args.merge:
+        saved = json.loads(path.read_text())
+        records += saved["runs"]
+        commands.append(saved["command"])
+    datasets = args.datasets if args.datasets is not None else ([] if args.merge
+                                                                 else ["cub", "sun"])
+    command = (f"python benchmarks/czsl_table.py --data-dir "
+               f"{os.path.relpath(args.data_dir, ROOT)} --datasets {' '.join(datasets)} "
+               f"--protocols {' '.join(args.protocols)} --seeds "
+               f"{' '.join(map(str, args.seeds))}")
+    new = []
     with tempfile.TemporaryDirectory() as runs:
-        for dataset in args.datasets:
+        for dataset in datasets:
             for protocol in args.protocols:
                 name = SCENARIO[protocol].format(d=dataset)
                 for method in args.methods:
                     for cn, cn_overrides in CLASS_NORM.items():
-                        results = []
                         for seed in args.seeds:
                             scenario = load_scenario(
                                 ROOT / "scenarios" / f"{name}.toml",
@@ -109,39 +163,18 @@ def main(argv=None) -> int:
                                                runs_dir=Path(runs), progress=False,
                                                echo=lambda _: None).results
                             wall = time.perf_counter() - started
-                            labels.add(res["dataset"])
-                            results.append((res["summary"], wall))
-                            raw.append({"scenario": name, "method": method, "class_norm": cn,
+                            new.append({"scenario": name, "method": method, "class_norm": cn,
                                         "seed": seed, "dataset": res["dataset"],
                                         "wall_s": wall, **res["summary"]})
                             print(f"{name} {method} {cn} seed {seed}: {wall:.0f} s "
                                   f"{res['summary']}", file=sys.stderr, flush=True)
-                        cells = [_cell([s[m] for s, _ in results], 3 if m.startswith("forg")
-                                       else 1) for m in METRICS]
-                        rows.append(f"| {res['dataset']} | {protocol} | {method} | {cn} | "
-                                    + " | ".join(cells)
-                                    + f" | {_cell([w for _, w in results], 0)} |")
-
-    semi = any("semi-synthetic" in label for label in labels)
-    lines = ["# Continual ZSL table: regularizers x ClassNorm", ""]
-    if semi:
-        lines += ["**SEMI-SYNTHETIC.** Real CUB / SUN metadata with features synthesised from "
-                  "the attributes (the real ResNet-101 features are not available here). "
-                  "Not comparable to the published real-data figures below.", ""]
-    lines += [f"Command: `python benchmarks/czsl_table.py --data-dir "
-              f"{os.path.relpath(args.data_dir, ROOT)} --datasets {' '.join(args.datasets)} "
-              f"--protocols {' '.join(args.protocols)} --seeds "
-              f"{' '.join(map(str, args.seeds))}`; mean ± std over {len(args.seeds)} seed(s). "
-              f"Accuracies in %, forgetting as a fraction (final step). Machine: "
-              f"{platform.machine()}, {torch.get_num_threads()} torch threads, CPU.", "",
-              "| data | protocol | method | ClassNorm | mAUC | mH | mJA | mSA | mUA | "
-              "forgetting | wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", PUBLISHED]
-    text = "\n".join(lines)
+    if new:
+        commands.append(command)
+        if args.raw:
+            args.raw.write_text(json.dumps({"command": command, "runs": new}, indent=1))
+    text = render(records + new, commands)
     print(text)
     args.out.write_text(text)
-    if args.raw:
-        args.raw.write_text(json.dumps(raw, indent=1))
     return 0
 
 
