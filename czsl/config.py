@@ -125,6 +125,8 @@ class Scenario:
     model: PluginConfig = field(default_factory=lambda: PluginConfig("attribute_embedder"))
     regularizer: PluginConfig = field(default_factory=lambda: PluginConfig("none"))
     replay: PluginConfig = field(default_factory=lambda: PluginConfig("none"))
+    #: built only when the replay plugin asks for a generator (generative replay)
+    generator: PluginConfig = field(default_factory=lambda: PluginConfig("cvae"))
 
 
 _CHOICES = {

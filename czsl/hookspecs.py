@@ -39,7 +39,7 @@ an error naming the plugin and the attribute. See :mod:`czsl.checkpoint`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
@@ -142,15 +142,31 @@ def czsl_make_regularizer(
 
 @hookspec(firstresult=True)
 def czsl_make_replay(
-    name: str, options: dict[str, Any], stream: CZSLStream
+    name: str, options: dict[str, Any], stream: CZSLStream, make_generator: Callable[[], Any]
 ) -> list[SupervisedPlugin] | None:
     """Build the replay scheme (a buffer of past features, generative replay, ...).
 
     Called once per run, before the first task. Stops at the first non-``None`` result.
 
+    A replay that needs a feature generator calls ``make_generator()`` (once, in this
+    hook, so a bad ``[generator]`` table fails before training); a replay that needs
+    none does not take the argument, and the scenario's ``[generator]`` is then never
+    built. This keeps generators and replay schemes independent: every replay works
+    with every generator plugin.
+
+    A replay plugin that reads the attributes of classes not seen yet (transductive
+    generative replay) says so with an attribute ``semantic_transductive = True`` on
+    one of its Avalanche plugins; czsl records it in ``results.json`` and prints it
+    with the results. The inductive default reads ``stream.attributes`` only for the
+    classes of tasks up to the current one.
+
     :param name: the ``[replay] name`` of the scenario (``"none"``: no replay).
     :param options: the rest of the ``[replay]`` table, as keyword arguments.
     :param stream: the task stream.
+    :param make_generator: builds the scenario's ``[generator]`` (see
+        :func:`czsl_make_generator`) for this stream, on the run's device, and returns
+        it wrapped in a :class:`czsl.generators.CheckedGenerator`: same ``fit`` /
+        ``sample`` / ``to``, with its results checked and its failures named.
     :return: the Avalanche plugins that implement it (an empty list for none), or
         ``None`` if ``name`` is not this plugin's. Their state must pickle (see
         "Checkpoints" above).
@@ -165,8 +181,31 @@ def czsl_make_generator(
 ) -> Any | None:
     """Build a conditional feature generator (f-CLSWGAN, VAE, ...).
 
-    Called once per run by a replay plugin that needs one. Stops at the first
-    non-``None`` result.
+    Called once per run, when the replay plugin asks for one (``make_generator`` in
+    :func:`czsl_make_replay`). Stops at the first non-``None`` result.
+
+    A generator is any object with these three methods (a small protocol, not a base
+    class; it need not be a ``torch.nn.Module``):
+
+    ``fit(features, attributes) -> None``
+        Train on ``features`` ``[N, D]`` (float, on the generator's device), sample ``i``
+        belonging to the class whose attribute vector is ``attributes[i]`` ``[N, A]``.
+        Continues training from the generator's current state (called once per task, on
+        that task's real features plus replayed ones); how many epochs, with which
+        optimizer, is the generator's own business (its options). Classes are told
+        apart by their attribute rows only: no label ids.
+    ``sample(attributes, n) -> Tensor``
+        ``attributes`` ``[K, A]``: return ``[K * n, D]`` float features on the generator's
+        device, rows ``k*n .. k*n + n - 1`` generated for ``attributes[k]``. Called
+        under ``torch.no_grad()``; it may use (and advance) torch's random generator.
+    ``to(device) -> generator``
+        Move to ``device`` (a ``torch.device``) and return itself, as ``nn.Module.to``.
+
+    Its state must pickle (it is saved with the replay plugin after every task, see
+    "Checkpoints" above): keep torch modules and tensors, not open files or lambdas;
+    a class defined at module level pickles by reference. czsl checks the shape and
+    type of what ``sample`` returns and names the plugin and its package when a
+    method raises or breaks this contract.
 
     :param name: the ``[generator] name`` of the scenario.
     :param options: the rest of the ``[generator]`` table, as keyword arguments.

@@ -141,6 +141,11 @@ def format_table(runs: list[Run]) -> str:
     row("accuracy", lambda res: str(res["protocol"].get("accuracy", "?")).replace("_", "-"))
     for key in ("model", "regularizer", "replay", "seed"):
         row(key, lambda res, key=key: str(res[key]))
+    if any(r.results.get("generator") for r in runs):  # runs with generative replay
+        row("generator", lambda res: str(res.get("generator") or "-"))
+    if any(r.results.get("semantic_transductive") for r in runs):
+        row("semantic-transductive", lambda res: "YES" if res.get("semantic_transductive")
+            else "no")
     for label, key, fmt in METRIC_ROWS:
         row(label, lambda res, key=key, fmt=fmt: _number(res["summary"].get(key), fmt))
     if any("gzsl" in r.results for r in runs):

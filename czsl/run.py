@@ -50,6 +50,7 @@ from czsl.checkpoint import (
 from czsl.config import Scenario, load_scenario, scenario_to_dict
 from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import CZSLError, PluginError
+from czsl.generators import CheckedGenerator
 from czsl.learner import ZSLLearner
 from czsl.logging import LossLogger, RunLogger, json_ready, new_run_dir
 from czsl.plugins import Listed, Plugins
@@ -129,6 +130,7 @@ class Prepared:
     :param extra: the regularizer's and the replay's Avalanche plugins.
     :param owners: ``id()`` of each object a plugin built (the model, each Avalanche
         plugin) -> ``(kind, name, listing)`` of its component, to name it when it fails.
+    :param generator: the ``[generator]`` name if the replay plugin built one, else ``None``.
     """
 
     scenario: Scenario
@@ -139,6 +141,7 @@ class Prepared:
     model: torch.nn.Module
     extra: list[SupervisedPlugin]
     owners: dict[int, tuple[str, str, Listed]]
+    generator: str | None = None
 
     def fingerprint(self) -> str:
         """A hash of the data and the task split, to check a resumed run reads the same."""
@@ -176,16 +179,35 @@ def prepare_run(scenario: Scenario, *, data_dir: Path | None = None,
                          scenario.model.name, plugins).to(device)
     owners = {id(model): ("model", scenario.model.name,
                           plugins.find("model", scenario.model.name))}
+    plugins.find("generator", scenario.generator.name)  # a misspelled name fails here
+    built_generators: list[CheckedGenerator] = []
+
+    def make_generator() -> CheckedGenerator:
+        """The scenario's ``[generator]``, for a replay plugin that asks for one."""
+        cfg = scenario.generator
+        item = plugins.find("generator", cfg.name)
+        generator = CheckedGenerator(
+            plugins.make("generator", cfg.name, cfg.options, n_features=dataset.n_features,
+                         n_attributes=int(stream.attributes.shape[1])),
+            f"generator {cfg.name!r} (plugin {item.plugin!r} from {item.package} "
+            f"{item.version})", dataset.n_features).to(device)
+        built_generators.append(generator)
+        return generator
+
     extra: list[SupervisedPlugin] = []
     for kind in ("regularizer", "replay"):
         cfg = getattr(scenario, kind)
+        args = {"stream": stream}
+        if kind == "replay":
+            args["make_generator"] = make_generator
         built = _check_avalanche_plugins(
-            plugins.make(kind, cfg.name, cfg.options, stream=stream), kind, cfg.name, plugins)
+            plugins.make(kind, cfg.name, cfg.options, **args), kind, cfg.name, plugins)
         item = plugins.find(kind, cfg.name)
         owners.update({id(p): (kind, cfg.name, item) for p in built})
         extra += built
     return Prepared(scenario=scenario, data_dir=data_dir, device=device, dataset=dataset,
-                    stream=stream, model=model, extra=extra, owners=owners)
+                    stream=stream, model=model, extra=extra, owners=owners,
+                    generator=scenario.generator.name if built_generators else None)
 
 
 def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
@@ -310,6 +332,10 @@ def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, start
                 logits = learner.test_logits()  # [N_test, C]
             except Exception as exc:
                 failure = _plugin_failure(exc, prepared.owners, step, run_dir)
+                if failure is None and isinstance(exc, PluginError):
+                    # a contract check (czsl.generators) already named the plugin
+                    raise PluginError(f"{exc} (during task {step}). "
+                                      f"{_what_is_kept(run_dir, step)}") from exc
                 if failure is None:  # czsl's own code failed: a bug, keep its traceback
                     raise
                 raise failure from exc
@@ -331,6 +357,10 @@ def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, start
                         fingerprint=data_id, plugin_classes=prepared.plugin_classes(),
                         elapsed_s=elapsed + time.perf_counter() - started, rng=rng_state())
         results = _results(scenario, dataset.source, stream, torch.stack(history), device)
+        results["generator"] = prepared.generator
+        # a replay that read unseen classes' attributes during training says so
+        results["semantic_transductive"] = any(
+            getattr(p, "semantic_transductive", False) is True for p in extra)
         results["wall_time_s"] = elapsed + time.perf_counter() - started
         results = json_ready(results)
         logger.write_hparams(document, results)
@@ -467,6 +497,10 @@ def format_results(result: RunResult) -> str:
         g = res["gzsl"]
         lines.append(f"static GZSL: ZSL top-1 {g['zsl_top1']:.1f}  u {g['u']:.1f}  "
                      f"s {g['s']:.1f}  H {g['H']:.1f}  AUSUC {g['AUSUC']:.1f}")
+    if res.get("semantic_transductive"):
+        lines.append("SEMANTIC-TRANSDUCTIVE: the attributes of unseen classes were used in "
+                     "training (features synthesised for them); not comparable with "
+                     "inductive results")
     if res["semi_synthetic"]:
         lines.append("these figures are from SEMI-SYNTHETIC features (real metadata, "
                      "features synthesised from the attributes), not real image features")

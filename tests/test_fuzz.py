@@ -236,7 +236,7 @@ def test_everything_before_training_only_raises_czsl_errors(values):
 
 def test_the_fuzzed_keys_cover_every_section():
     assert {s for s, _ in KEYS} == {"", "data", "protocol", "train", "model", "regularizer",
-                                    "replay"}
+                                    "replay", "generator"}
     assert ("train", "epochs") in KEYS and ("protocol", "split_seed") in KEYS
     # a date is a TOML value, and not a seed
     with pytest.raises(ConfigError, match="key 'seed': expected int"):
