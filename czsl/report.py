@@ -134,8 +134,10 @@ def format_table(runs: list[Run]) -> str:
     def row(label: str, cell) -> None:
         rows.append((label, [cell(r.results) for r in runs]))
 
-    row("dataset", lambda res: res["dataset"] + (" (semi-synthetic)"
-                                                 if res.get("semi_synthetic") else ""))
+    # czsl's dataset label already says "(semi-synthetic)"; add it only where missing
+    row("dataset", lambda res: res["dataset"] + (
+        " (semi-synthetic)" if res.get("semi_synthetic")
+        and "semi-synthetic" not in res["dataset"] else ""))
     row("protocol", lambda res: res["protocol"]["name"])
     row("tasks", lambda res: str(res.get("n_tasks", "?")))
     row("accuracy", lambda res: str(res["protocol"].get("accuracy", "?")).replace("_", "-"))

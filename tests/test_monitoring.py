@@ -428,6 +428,11 @@ def test_report_marks_semi_synthetic_runs_and_missing_values(runs, tmp_path):
     assert next(line for line in table.splitlines() if line.startswith("mAUC")).split()[-1] == "-"
     out = plot_runs(load_runs([run_dir]), tmp_path / "one.png")
     assert out.read_bytes().startswith(PNG_MAGIC)
+    # czsl's own label already says so: not twice
+    res["dataset"] = "CUB (semi-synthetic)"
+    (run_dir / "results.json").write_text(json.dumps(res))
+    table = format_table(load_runs([run_dir]))
+    assert "CUB (semi-synthetic)" in table and "(semi-synthetic) (semi-synthetic)" not in table
 
 
 def test_report_labels_runs_by_path_when_names_clash(runs, tmp_path):
