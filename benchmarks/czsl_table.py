@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     command = (f"python benchmarks/czsl_table.py --data-dir "
                f"{os.path.relpath(args.data_dir, ROOT)} --datasets {' '.join(datasets)} "
                f"--protocols {' '.join(args.protocols)} --seeds "
-               f"{' '.join(map(str, args.seeds))}")
+               f"{' '.join(map(str, args.seeds))} --methods {' '.join(args.methods)}")
     new = []
     with tempfile.TemporaryDirectory() as runs:
         for dataset in datasets:
@@ -168,10 +168,11 @@ def main(argv=None) -> int:
                                         "wall_s": wall, **res["summary"]})
                             print(f"{name} {method} {cn} seed {seed}: {wall:.0f} s "
                                   f"{res['summary']}", file=sys.stderr, flush=True)
+                            if args.raw:  # after every run: a long grid may be cut short
+                                args.raw.write_text(json.dumps(
+                                    {"command": command, "runs": new}, indent=1))
     if new:
         commands.append(command)
-        if args.raw:
-            args.raw.write_text(json.dumps({"command": command, "runs": new}, indent=1))
     text = render(records + new, commands)
     print(text)
     args.out.write_text(text)
