@@ -1,4 +1,4 @@
-"""The generator contract, enforced: a thin wrapper around a generator plugin's object.
+"""The generator contract, enforced, and the add-on generator losses.
 
 A replay plugin never holds a generator plugin's object directly: ``make_generator()``
 (see :func:`czsl.hookspecs.czsl_make_replay`) hands it a :class:`CheckedGenerator`. The
@@ -7,11 +7,17 @@ break the contract of :func:`czsl.hookspecs.czsl_make_generator` (raising, retur
 the wrong type or shape) into a :class:`czsl.errors.PluginError` that names the
 generator, its plugin and its package. The names are kept as strings, so they survive
 a checkpoint and a resume.
+
+:class:`GeneratorLosses` holds the add-on losses a scenario asks for (``losses`` in its
+``[generator]`` table); a generator shows them a :class:`GeneratorBatch` at each of
+its steps. Neither knows the other's class: any generator that fills a batch works
+with any loss that reads one.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
@@ -75,3 +81,90 @@ class CheckedGenerator:
         """Move the generator to ``device``; returns this wrapper."""
         self._call("to", device)
         return self
+
+
+@dataclass
+class GeneratorBatch:
+    """What a generator shows its add-on losses at one generator step.
+
+    :param real: ``[B, D]`` real features of the step's mini-batch.
+    :param attributes: ``[B, A]`` the attributes of their classes.
+    :param labels: ``[B]`` long, each sample's row in ``class_attributes``.
+    :param class_attributes: ``[C, A]`` the distinct classes of the current ``fit`` call.
+    :param fake: ``[B, D]`` features generated for ``attributes`` from ``noise``, in the
+        generator's autograd graph.
+    :param noise: ``[B, Z]`` the noise ``fake`` was generated from.
+    :param generate: ``generate(attributes [K, A], noise [K, Z]) -> [K, D]``,
+        differentiable with respect to the generator's parameters.
+    :param sample_noise: ``sample_noise(k) -> [k, Z]``: fresh noise as the generator
+        draws it.
+    """
+
+    real: torch.Tensor
+    attributes: torch.Tensor
+    labels: torch.Tensor
+    class_attributes: torch.Tensor
+    fake: torch.Tensor
+    noise: torch.Tensor
+    generate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    sample_noise: Callable[[int], torch.Tensor]
+
+
+class GeneratorLosses:
+    """The add-on losses of a generator (see :func:`czsl.hookspecs.czsl_make_generator`).
+
+    A generator calls :meth:`start` once at the start of ``fit`` and adds
+    ``losses(batch)`` to its loss at each step. Failures and bad return values become a
+    :class:`czsl.errors.PluginError` naming the loss and its plugin. The value of each
+    loss at the last step is kept in :attr:`last` (name to float), for logging.
+
+    :param losses: ``(where, loss)`` pairs: how to name the loss in errors, and the
+        object ``czsl_make_generator_loss`` returned.
+    """
+
+    def __init__(self, losses: list[tuple[str, Any]] = ()) -> None:
+        for where, loss in losses:
+            if not callable(loss):
+                raise PluginError(f"{where} returned a {type(loss).__name__}, which is not "
+                                  "callable; a generator loss must be an object with "
+                                  "__call__(batch) -> scalar tensor (see czsl/hookspecs.py)")
+        self.losses = list(losses)
+        self.last: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        return len(self.losses)
+
+    def start(self, features: torch.Tensor, attributes: torch.Tensor) -> None:
+        """Tell every loss that has a ``start`` method about the new fit set."""
+        for where, loss in self.losses:
+            start = getattr(loss, "start", None)
+            if start is None:
+                continue
+            try:
+                start(features, attributes)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"{where} failed in start: {type(exc).__name__}: "
+                                  f"{exc}") from exc
+
+    def __call__(self, batch: GeneratorBatch) -> torch.Tensor:
+        """The sum of the losses on ``batch`` (a zero tensor when there are none)."""
+        total = batch.fake.new_zeros(())
+        for where, loss in self.losses:
+            try:
+                value = loss(batch)
+            except PluginError:
+                raise
+            except Exception as exc:
+                raise PluginError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+            if not isinstance(value, torch.Tensor) or value.numel() != 1 \
+                    or not value.is_floating_point():
+                raise PluginError(f"{where} returned {value!r}; a generator loss must "
+                                  "return a scalar float tensor")
+            self.last[where] = float(value.detach())
+            if not torch.isfinite(value).all():
+                raise PluginError(f"{where} returned {self.last[where]} at a generator "
+                                  "step; lower its weight or check its inputs")
+            total = total + value.reshape(())
+        return total

@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover - type names only
     import torch
     from avalanche.core import SupervisedPlugin
 
+    from czsl.generators import GeneratorLosses
     from czsl.streams import CZSLStream
 
 PROJECT = "czsl"
@@ -56,7 +57,7 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 #: The kinds of component a plugin can provide, one factory hook each.
-KINDS = ("model", "regularizer", "replay", "generator")
+KINDS = ("model", "regularizer", "replay", "generator", "generator_loss")
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,8 @@ def czsl_make_replay(
 
 @hookspec(firstresult=True)
 def czsl_make_generator(
-    name: str, options: dict[str, Any], n_features: int, n_attributes: int
+    name: str, options: dict[str, Any], n_features: int, n_attributes: int,
+    losses: GeneratorLosses,
 ) -> Any | None:
     """Build a conditional feature generator (f-CLSWGAN, VAE, ...).
 
@@ -207,11 +209,56 @@ def czsl_make_generator(
     type of what ``sample`` returns and names the plugin and its package when a
     method raises or breaks this contract.
 
+    Add-on losses. A scenario may ask for extra generator losses by name
+    (``losses = [{name = "anti_collapse", weight = 0.2}]`` in ``[generator]``; each is
+    a ``generator_loss`` component, see :func:`czsl_make_generator_loss`). czsl builds
+    them and passes them as ``losses``, a :class:`czsl.generators.GeneratorLosses`
+    (empty when none are asked for). A generator that supports them calls
+    ``losses.start(features, attributes)`` at the start of ``fit`` and adds
+    ``losses(batch)`` to its generator loss at every generator step, ``batch`` a
+    :class:`czsl.generators.GeneratorBatch`. A generator whose hook does not take the
+    ``losses`` argument cannot be given any: the run stops before training, naming it.
+
     :param name: the ``[generator] name`` of the scenario.
-    :param options: the rest of the ``[generator]`` table, as keyword arguments.
+    :param options: the rest of the ``[generator]`` table (without ``losses``), as
+        keyword arguments.
     :param n_features: feature dimension ``D`` to generate.
     :param n_attributes: attribute dimension ``A`` to condition on.
+    :param losses: the add-on losses the scenario asks for.
     :return: the generator, or ``None`` if ``name`` is not this plugin's.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def czsl_make_generator_loss(
+    name: str, options: dict[str, Any], n_features: int, n_attributes: int
+) -> Any | None:
+    """Build an add-on generator loss (gradient matching, anti-mode-collapse, ...).
+
+    Called once per run for each entry of the ``[generator]`` table's ``losses`` list,
+    before the generator is built. Stops at the first non-``None`` result.
+
+    A generator loss is any object with
+
+    ``__call__(batch) -> Tensor``
+        ``batch`` a :class:`czsl.generators.GeneratorBatch` (real features, their
+        attributes, generated features, the noise, and a differentiable
+        ``generate(attributes, noise)``): return a scalar tensor, already weighted,
+        that the generator adds to the loss it minimises. Gradients must flow through
+        ``batch.fake`` or ``batch.generate``.
+    ``start(features, attributes) -> None`` (optional)
+        Called at the start of every ``fit`` with the whole fit set (e.g. to compute
+        class means or pre-train a classifier).
+
+    Its state must pickle, like the generator's (it is saved with it).
+
+    :param name: the loss's ``name`` in the ``losses`` list.
+    :param options: the rest of that entry, as keyword arguments.
+    :param n_features: feature dimension ``D``.
+    :param n_attributes: attribute dimension ``A``.
+    :return: the loss, or ``None`` if ``name`` is not this plugin's.
 
     .. versionadded:: 0.1
     """

@@ -17,7 +17,7 @@ from typing import Any
 import pluggy
 
 from czsl import hookspecs
-from czsl.errors import PluginError
+from czsl.errors import CZSLError, PluginError
 from czsl.hookspecs import KINDS, Component
 
 ENTRY_POINT_GROUP = "czsl"
@@ -136,21 +136,34 @@ class Plugins:
                           f"{', '.join(names) or '(none)'}.{hint} "
                           "Run 'czsl plugins' to list every plugin.")
 
+    def hook_args(self, kind: str, name: str) -> tuple[str, ...]:
+        """The arguments the ``czsl_make_<kind>`` hook of ``name``'s plugin takes."""
+        item = self.find(kind, name)
+        for impl in getattr(self.pm.hook, f"czsl_make_{kind}").get_hookimpls():
+            if impl.plugin_name == item.plugin:
+                return tuple(impl.argnames)
+        return ()
+
     def make(self, kind: str, name: str, options: dict[str, Any], **args: Any) -> Any:
         """Build component ``name`` of ``kind`` with the plugin that declared it.
 
-        Calls ``czsl_make_<kind>(name=name, options=options, **args)`` on that plugin.
+        Calls ``czsl_make_<kind>(name=name, options=options, **args)`` on that plugin
+        (a generator gets no add-on ``losses`` unless ``args`` has them).
 
         :raises PluginError: if the name is unknown, the plugin raises (e.g. an
             unknown option), or it returns ``None`` for a name it declared.
         """
         item = self.find(kind, name)
         where = f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
+        if kind == "generator" and "losses" not in args:
+            from czsl.generators import GeneratorLosses  # imports torch: only when needed
+
+            args["losses"] = GeneratorLosses()
         others = [p for p in self.pm.get_plugins() if self.pm.get_name(p) != item.plugin]
         caller = self.pm.subset_hook_caller(f"czsl_make_{kind}", remove_plugins=others)
         try:
             result = caller(name=name, options=dict(options), **args)
-        except PluginError:
+        except CZSLError:  # already names the problem (e.g. a nested make_generator)
             raise
         except TypeError as exc:
             raise PluginError(f"{where} rejected its options {sorted(options)}: {exc}. "

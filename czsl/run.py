@@ -49,8 +49,8 @@ from czsl.checkpoint import (
 )
 from czsl.config import Scenario, load_scenario, scenario_to_dict
 from czsl.data import ZSLDataset, load_dataset
-from czsl.errors import CZSLError, PluginError
-from czsl.generators import CheckedGenerator
+from czsl.errors import ConfigError, CZSLError, PluginError
+from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner
 from czsl.logging import LossLogger, RunLogger, json_ready, new_run_dir
 from czsl.plugins import Listed, Plugins
@@ -153,6 +153,32 @@ class Prepared:
         return [f"{type(p).__module__}.{type(p).__qualname__}" for p in self.extra]
 
 
+def make_generator_losses(plugins: Plugins, specs: Any,
+                          sizes: dict[str, int]) -> GeneratorLosses:
+    """Build the ``losses`` list of a ``[generator]`` table.
+
+    :param specs: a list of tables, each with a ``name`` (a ``generator_loss``
+        component) and that loss's options.
+    :param sizes: ``n_features`` and ``n_attributes``.
+    :raises ConfigError: if ``specs`` is not a list of tables with names.
+    :raises PluginError: for an unknown name or options the loss rejects.
+    """
+    if not isinstance(specs, list) or not all(
+            isinstance(spec, dict) and isinstance(spec.get("name"), str) for spec in specs):
+        raise ConfigError(f"[generator] losses must be a list of tables with a name, e.g. "
+                          f"losses = [{{name = \"anti_collapse\", weight = 0.2}}]; got "
+                          f"{specs!r}. 'czsl plugins' lists the generator losses")
+    built = []
+    for spec in specs:
+        options = dict(spec)
+        name = options.pop("name")
+        item = plugins.find("generator_loss", name)
+        built.append((f"generator loss {name!r} (plugin {item.plugin!r} from {item.package} "
+                      f"{item.version})",
+                      plugins.make("generator_loss", name, options, **sizes)))
+    return GeneratorLosses(built)
+
+
 def prepare_run(scenario: Scenario, *, data_dir: Path | None = None,
                 echo: Callable[[str], None] = print) -> Prepared:
     """Check the device, read the data, split it into tasks, build the model and plugins.
@@ -186,11 +212,20 @@ def prepare_run(scenario: Scenario, *, data_dir: Path | None = None,
         """The scenario's ``[generator]``, for a replay plugin that asks for one."""
         cfg = scenario.generator
         item = plugins.find("generator", cfg.name)
+        where = (f"generator {cfg.name!r} (plugin {item.plugin!r} from {item.package} "
+                 f"{item.version})")
+        options = dict(cfg.options)
+        sizes = {"n_features": dataset.n_features,
+                 "n_attributes": int(stream.attributes.shape[1])}
+        losses = make_generator_losses(plugins, options.pop("losses", []), sizes)
+        if len(losses) and "losses" not in plugins.hook_args("generator", cfg.name):
+            raise PluginError(f"{where} takes no add-on losses (its czsl_make_generator "
+                              "has no 'losses' argument); remove 'losses' from the "
+                              "scenario's [generator] table or pick a generator that "
+                              "supports them")
         generator = CheckedGenerator(
-            plugins.make("generator", cfg.name, cfg.options, n_features=dataset.n_features,
-                         n_attributes=int(stream.attributes.shape[1])),
-            f"generator {cfg.name!r} (plugin {item.plugin!r} from {item.package} "
-            f"{item.version})", dataset.n_features).to(device)
+            plugins.make("generator", cfg.name, options, losses=losses, **sizes),
+            where, dataset.n_features).to(device)
         built_generators.append(generator)
         return generator
 

@@ -10,6 +10,9 @@ REFERENCES.md, section 4); the paper's margin term -lambda * min_{c != y} KL(q |
 is unbounded, so czsl uses its hinge form (below), which is zero once the margin holds.
 
 The decoder ends in a softplus: ResNet features are non-negative (post-ReLU).
+
+Add-on losses (``losses`` in ``[generator]``) see features decoded from the prior,
+``x~ = dec(mu(a) + sigma(a) * eps)`` with noise ``eps ~ N(0, I)``, at every step.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_generator(name, options, n_features, n_attributes):
+def czsl_make_generator(name, options, n_features, n_attributes, losses):
     """A :class:`CVAE` for ``n_features``-d features and ``n_attributes``-d attributes."""
     if name != NAME:
         return None
-    return CVAE(n_features, n_attributes, **options)
+    return CVAE(n_features, n_attributes, losses=losses, **options)
 
 
 def gaussian_kl(mu_q, logvar_q, mu_p, logvar_p):
@@ -100,10 +103,13 @@ class CVAE:
     :param batch_size: mini-batch size.
     :param margin: margin of the margin regulariser, in nats.
     :param margin_weight: weight of the margin regulariser (0 turns it off).
+    :param losses: add-on losses (:class:`czsl.generators.GeneratorLosses`); none if ``None``.
     """
 
     def __init__(self, n_features, n_attributes, *, latent_dim=64, hidden=512, lr=1e-3,
-                 epochs=10, batch_size=64, margin=1.0, margin_weight=0.1):
+                 epochs=10, batch_size=64, margin=1.0, margin_weight=0.1, losses=None):
+        from czsl.generators import GeneratorLosses
+
         for key, value in (("latent_dim", latent_dim), ("hidden", hidden),
                            ("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -112,6 +118,7 @@ class CVAE:
             raise ValueError("lr must be positive, margin and margin_weight non-negative")
         self.latent_dim, self.lr, self.epochs, self.batch_size = latent_dim, lr, epochs, batch_size
         self.margin, self.margin_weight = margin, margin_weight
+        self.losses = losses if losses is not None else GeneratorLosses()
         self.encoder = _mlp(n_features, hidden, 2 * latent_dim)  # x -> (mu, logvar) of q(z|x)
         self.prior = _mlp(n_attributes, hidden, 2 * latent_dim)  # a -> (mu, logvar) of p(z|a)
         self.decoder = _mlp(latent_dim, hidden, n_features)  # z -> mean of p(x|z)
@@ -131,11 +138,24 @@ class CVAE:
 
         return F.softplus(self.decoder(z))  # non-negative, like post-ReLU features
 
+    def generate(self, attributes, noise):
+        """``[K, D]`` decoded from ``z = mu(a) + sigma(a) * noise``, differentiable."""
+        mu_p, logvar_p = self.prior(attributes).chunk(2, dim=1)
+        return self._decode(mu_p + noise * (0.5 * logvar_p).exp())
+
+    def _noise(self, k, like):
+        import torch
+
+        return torch.randn(k, self.latent_dim, device=like.device, dtype=like.dtype)
+
     def fit(self, features, attributes):
         """``epochs`` epochs of Adam on ``features`` ``[N, D]`` / ``attributes`` ``[N, A]``."""
         import torch
 
+        from czsl.generators import GeneratorBatch
+
         classes, own = torch.unique(attributes, dim=0, return_inverse=True)  # [C, A], [N]
+        self.losses.start(features, attributes)
         params = [p for m in self.modules() for p in m.parameters()]
         optimizer = torch.optim.Adam(params, lr=self.lr)
         for module in self.modules():
@@ -150,6 +170,13 @@ class CVAE:
                 loss, *_ = cvae_loss(x, self._decode(z), mu_q, logvar_q, mu_p, logvar_p,
                                      own[idx], margin=self.margin,
                                      margin_weight=self.margin_weight)
+                if len(self.losses):
+                    noise = self._noise(len(idx), x)
+                    loss = loss + self.losses(GeneratorBatch(
+                        real=x, attributes=attributes[idx], labels=own[idx],
+                        class_attributes=classes, fake=self.generate(attributes[idx], noise),
+                        noise=noise, generate=self.generate,
+                        sample_noise=lambda k, x=x: self._noise(k, x)))
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -161,6 +188,5 @@ class CVAE:
         import torch
 
         with torch.no_grad():
-            mu_p, logvar_p = self.prior(attributes).chunk(2, dim=1)  # [K, L]
-            mu_p, std = mu_p.repeat_interleave(n, 0), (0.5 * logvar_p).exp().repeat_interleave(n, 0)
-            return self._decode(mu_p + torch.randn_like(mu_p) * std)
+            attributes = attributes.repeat_interleave(n, 0)
+            return self.generate(attributes, self._noise(len(attributes), attributes))

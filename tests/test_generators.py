@@ -9,14 +9,14 @@ from avalanche.core import SupervisedPlugin
 
 from czsl.config import ProtocolConfig, load_scenario
 from czsl.data.synthetic import make_synthetic
-from czsl.errors import PluginError
-from czsl.generators import CheckedGenerator
+from czsl.errors import ConfigError, PluginError
+from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs
 from czsl.run import format_results, prepare_run, run_scenario
 from czsl.streams import build_stream
-from czsl_plugins import cvae
+from czsl_plugins import anti_collapse, cvae, fclswgan
 from tests.conftest import write_plugin_package
 
 QUIET = {"progress": False, "echo": lambda _: None}
@@ -123,6 +123,134 @@ def test_cvae_rejects_bad_options():
         Plugins().make("generator", "cvae", {"latnet_dim": 3}, n_features=8, n_attributes=4)
     with pytest.raises(PluginError, match="latent_dim must be a positive integer"):
         Plugins().make("generator", "cvae", {"latent_dim": 0}, n_features=8, n_attributes=4)
+
+
+# ------------------------------------------------------- f-CLSWGAN, anti-collapse
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_norm_gap():
+    # D(x, a) = w . [x; a]: grad_x D = w[:D] everywhere, so GP = (||w[:D]|| - 1)^2
+    critic = torch.nn.Linear(5, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[3.0, 4.0, 0.0, 7.0, 7.0]]))  # ||w[:3]|| = 5
+    real, fake, attrs = torch.rand(6, 3), torch.rand(6, 3), torch.rand(6, 2)
+    gp = fclswgan.gradient_penalty(critic, real, fake, attrs)
+    assert gp.item() == pytest.approx(16.0)
+
+
+def _diversity(generator, attrs, n=100):
+    """Mean per-dimension standard deviation of ``n`` samples of each class."""
+    return generator.sample(attrs, n).reshape(len(attrs), n, -1).std(1).mean().item()
+
+
+def _fit_gan(seed, losses=None):
+    torch.manual_seed(seed)
+    x, a, attrs, means = _class_data()
+    gen = fclswgan.FCLSWGAN(8, 4, hidden=64, epochs=30, batch_size=32, lr=1e-3,
+                            cls_epochs=20, losses=losses)
+    before = _distance_to_means(gen, attrs, means)
+    gen.fit(x, a)
+    return gen, before, _distance_to_means(gen, attrs, means), attrs
+
+
+def test_fclswgan_samples_move_to_the_class_means():
+    gen, before, after, attrs = _fit_gan(0)
+    # measured: 6.7 -> 2.7; dead ReLU output units (the published ReLU output) keep
+    # some dimensions at 0, so the GAN gets less close than the CVAE
+    assert after < 0.5 * before, (before, after)
+    assert (gen.sample(attrs, 5) >= 0).all()  # ReLU output
+
+
+def test_anti_collapse_raises_sample_diversity():
+    plain, *_ = _fit_gan(1)
+    loss = anti_collapse.AntiCollapse(weight=0.02)
+    diverse, *_, attrs = _fit_gan(1, GeneratorLosses([("anti_collapse", loss)]))
+    # same seed, data and schedule; measured 0.13 -> 0.92 (seeds 0-2: at least 5x)
+    assert _diversity(diverse, attrs) > 3 * _diversity(plain, attrs)
+
+
+def test_diversity_ratio_is_zero_for_a_collapsed_generator():
+    z1, z2 = torch.randn(10, 4), torch.randn(10, 4)
+    same = torch.rand(10, 6)
+    assert anti_collapse.diversity_ratio(same, same, z1, z2).item() == pytest.approx(0, abs=1e-6)
+    assert anti_collapse.diversity_ratio(torch.rand(10, 6), torch.rand(10, 6), z1, z2) > 0
+
+
+@pytest.mark.parametrize("kind, name, options, words", [
+    ("generator", "fclswgan", {"hiden": 8}, "rejected its options.*hiden"),
+    ("generator", "fclswgan", {"critic_steps": 0}, "critic_steps must be a positive integer"),
+    ("generator", "fclswgan", {"beta1": 1.0}, "beta1 must lie in"),
+    ("generator_loss", "anti_collapse", {"weight": -1}, "weight must be a non-negative"),
+    ("generator_loss", "anti_collaps", {}, "unknown generator_loss 'anti_collaps'.*Did you mean"),
+])
+def test_generator_and_loss_options_are_checked(kind, name, options, words):
+    with pytest.raises(PluginError, match=words):
+        Plugins().make(kind, name, options, n_features=8, n_attributes=4)
+
+
+FAST_GAN = ["generator=fclswgan", "generator.hidden=16", "generator.epochs=1",
+            "generator.cls_epochs=1", "generator.max_iterations=2", "generator.batch_size=16",
+            "replay.replay_per_class=5"]
+
+
+def test_a_run_with_fclswgan_and_an_add_on_loss(tmp_path, monkeypatch):
+    calls = []
+    call = anti_collapse.AntiCollapse.__call__
+    monkeypatch.setattr(anti_collapse.AntiCollapse, "__call__",
+                        lambda self, batch: calls.append(batch.fake.shape) or call(self, batch))
+    res = _run(tmp_path, "protocol.task_sizes=[4, 4]", "replay=generative_replay", *FAST_GAN,
+               "generator.losses=[{name='anti_collapse', weight=0.1}]")
+    assert res.results["generator"] == "fclswgan" and res.results["n_tasks"] == 2
+    assert calls == [(16, 8)] * 4  # 2 tasks x 2 capped steps, batch 16
+    saved = load_scenario(res.run_dir / "scenario.toml")  # the run can be repeated
+    assert saved.generator.options["losses"] == [{"name": "anti_collapse", "weight": 0.1}]
+
+
+@pytest.mark.parametrize("losses, error, words", [
+    ("'anti_collapse'", ConfigError, "losses must be a list of tables with a name"),
+    ("[{weight=1}]", ConfigError, "losses must be a list of tables with a name"),
+    ("[{name='anti_colapse'}]", PluginError, "unknown generator_loss 'anti_colapse'"),
+    ("[{name='anti_collapse', wieght=1}]", PluginError, "rejected its options.*wieght"),
+])
+def test_bad_generator_losses_fail_before_training(tmp_path, losses, error, words):
+    with pytest.raises(error, match=words):
+        _run(tmp_path, "replay=generative_replay", *FAST_CVAE, f"generator.losses={losses}")
+    assert not any(tmp_path.iterdir())  # nothing half-written
+
+
+LOSS_PLUGINS = """
+import torch
+from czsl import Component, hookimpl
+
+@hookimpl
+def czsl_components():
+    return [Component("generator", "oldgen", "takes no losses"),
+            Component("generator_loss", "nanloss", "returns NaN")]
+
+@hookimpl
+def czsl_make_generator(name, options, n_features):
+    if name == "oldgen":
+        from czsl_plugins.cvae import CVAE
+        return CVAE(n_features, 4, epochs=1, hidden=8, latent_dim=2)
+
+@hookimpl
+def czsl_make_generator_loss(name, options):
+    if name == "nanloss":
+        return lambda batch: batch.fake.sum() * float("nan")
+"""
+
+
+def test_loss_plugins_that_break_are_named(tmp_path, plugin_dir):
+    write_plugin_package(plugin_dir, "czsl-lossy", "czsl_test_lossy",
+                         {"lossy": "czsl_test_lossy"}, LOSS_PLUGINS)
+    with pytest.raises(PluginError, match="generator 'oldgen' .*takes no add-on losses"):
+        _run(tmp_path / "a", "replay=generative_replay", "generator=oldgen",
+             "generator.losses=[{name='anti_collapse'}]")
+    with pytest.raises(PluginError) as info:
+        _run(tmp_path / "b", "replay=generative_replay", *FAST_CVAE,
+             "generator.losses=[{name='nanloss'}]")
+    assert "generator loss 'nanloss' (plugin 'lossy' from czsl-lossy 0.1)" in str(info.value)
+    assert "returned nan" in str(info.value)
 
 
 # -------------------------------------------------------------- generator contract
