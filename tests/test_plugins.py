@@ -103,3 +103,14 @@ def test_cli_lists_third_party_plugin_without_importing_torch(plugin_dir):
     rows = [line.split() for line in out.stdout.splitlines()]
     assert ["regularizer", "toy_reg", "czsl-toy", "0.1", "a", "toy", "regularizer"] in rows
     assert any(r[:3] == ["model", "attribute_embedder", "czsl"] for r in rows)
+
+
+def test_the_readme_lists_every_built_in_component():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| (\w+) \| `(\w+)` \|", readme, flags=re.M))
+    built_in = {(item.component.kind, item.component.name) for item in Plugins().listed
+                if item.package == "czsl"}
+    assert documented == built_in
