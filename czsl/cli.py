@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="where run folders go (default: runs/)")
     run.add_argument("--name", help="run name (default: the scenario's name)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="torch's CPU threads (default: torch's choice, one per core); "
+                          "on a machine whose cores are busy with other work, 1 is often "
+                          "several times faster (see benchmarks/speed.md)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a stopped run (e.g. runs/synthetic) after its last "
                           "finished task, with the scenario it started with; only "
@@ -77,9 +81,27 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from czsl.config import load_scenario
 
+    _set_threads(args.threads)
     if args.resume is not None:
         return _resume(args)
     overrides = list(args.overrides)

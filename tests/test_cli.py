@@ -30,6 +30,25 @@ def test_run_prints_table_and_where_results_went(tmp_path, capsys):
     assert str(tmp_path / "cli-test" / "results.json") in out
 
 
+def test_threads_sets_torchs_cpu_threads(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        want = 1 if before != 1 else 2
+        code, _, err = _run(capsys, "run", "--runs-dir", str(tmp_path), "--no-progress",
+                            "--threads", str(want), "--set", "train.epochs=1",
+                            "--set", "data.synthesis.samples_per_class=10")
+        assert code == 0, err
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as info:
+        main(["run", "--threads", "0"])
+    assert info.value.code == 2
+    assert "--threads: expected a positive whole number, got '0'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--set", "regularizer=ewc_onlin"], ["unknown regularizer 'ewc_onlin'", "none"]),
     (["--set", "model.hiden_dims=[4]"], ["rejected its options", "hiden_dims"]),
