@@ -20,6 +20,7 @@ import argparse
 import os
 import json
 import platform
+import shlex
 import statistics
 import sys
 import tempfile
@@ -41,7 +42,12 @@ METHODS = {
     "A-GEM": ["regularizer=agem"],
     # ClassNorm's joint baseline: all data so far, softmax over all seen classes
     "Multi-task": ["replay=multitask", "train.loss_classes=seen"],
+    # a diagnostic, not in the default grid: MAS with no penalty changes nothing but
+    # the random stream (its importance pass draws batches), so its difference from
+    # Sequential is the seed noise of a method that barely changes training
+    "MAS λ=0": ["regularizer=mas", "regularizer.lambda_reg=0"],
 }
+DEFAULT_METHODS = ["Sequential", "EWC-online", "MAS", "A-GEM", "Multi-task"]
 #: ClassNorm's cap on joint training (configs/joint.yml), iterations per task
 MULTITASK_CAP = {"cub": 200, "sun": 150}
 CLASS_NORM = {"+ CN": ["model.class_norm=true", "model.proper_init=true"],
@@ -102,6 +108,11 @@ def render(records, commands) -> str:
         seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
         rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {seeds} | "
                     + " | ".join(cells) + f" | {_cell([r['wall_s'] for r in runs], 0)} |")
+    threads: dict[int, int] = {}
+    for rec in records:
+        threads[rec.get("threads", 2)] = threads.get(rec.get("threads", 2), 0) + 1
+    thread_note = ", ".join(f"{n} runs with {t} torch thread{'s' * (t > 1)}"
+                            for t, n in sorted(threads.items(), reverse=True))
     lines = ["# Continual ZSL table: regularizers x ClassNorm", ""]
     if any("semi-synthetic" in r["dataset"] for r in records):
         lines += ["**SEMI-SYNTHETIC.** Real CUB / SUN metadata with features synthesised from "
@@ -110,12 +121,59 @@ def render(records, commands) -> str:
     lines += ["Made by " + "; ".join(f"`{c}`" for c in commands) + ". Mean ± std over the "
               "seeds listed (a single value where there is one seed). Accuracies in %, "
               "forgetting as a fraction (final step). Wall time per run, on a 2-core "
-              f"{platform.machine()} CPU with {torch.get_num_threads()} torch threads, "
-              "measured while other jobs shared the machine.", "",
+              f"{platform.machine()} CPU shared with other jobs ({thread_note}; on a busy "
+              "machine 1 thread is the faster, see speed.md), so wall times compare only "
+              "roughly.", "",
               "| data | protocol | method | ClassNorm | seeds | mAUC | mH | mJA | mSA | mUA | "
               "forgetting | wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "", PUBLISHED]
+              "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+              *ordering(groups), "", PUBLISHED]
     return "\n".join(lines)
+
+
+def ordering(groups) -> list[str]:
+    """The ordering checks of the issue, computed from the table's groups: is Multi-task
+    the best mH, and does each regularizer forget at most as much as Sequential?"""
+    def mean_std(runs, key):
+        values = [r[key] for r in runs]
+        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1
+                                          else float("nan"))
+
+    lines = ["## Ordering checks", "",
+             "Computed from the rows above. *Multi-task best mH*: is Multi-task's mean mH "
+             "above every other method's? *Forgetting − Sequential*: each regularizer's mean "
+             "final forgetting minus Sequential's (negative = forgets less), with the larger "
+             "of the two seed std's; *noise* marks a difference smaller than that std.", "",
+             "| data | protocol | ClassNorm | seeds | Multi-task best mH | EWC-online | MAS | "
+             "A-GEM | MAS λ=0 (placebo) |", "|---|---|---|---|---|---|---|---|---|"]
+    settings = sorted({(k[0], k[1], k[3]) for k in groups}, key=lambda k: (k[0], k[1],
+                                                                          k[2] != "+ CN"))
+    for data, protocol, cn in settings:
+        runs = {m: groups.get((data, protocol, m, cn)) for m in METHODS}
+        if runs["Sequential"] is None:
+            continue
+        best = [m for m in DEFAULT_METHODS if runs[m]]
+        top = max(best, key=lambda m: mean_std(runs[m], "mH")[0])
+        top_cell = (f"{'yes' if top == 'Multi-task' else 'no: ' + top} "
+                    f"({mean_std(runs[top], 'mH')[0]:.1f})" if runs["Multi-task"] else "–")
+        seq, seq_std = mean_std(runs["Sequential"], "forgetting_final")
+        cells = []
+        for method in ("EWC-online", "MAS", "A-GEM", "MAS λ=0"):
+            if not runs[method]:
+                cells.append("–")
+                continue
+            value, std = mean_std(runs[method], "forgetting_final")
+            spread = max(std, seq_std)
+            diff = value - seq
+            mark = ("" if spread != spread else  # one seed: no spread to compare with
+                    " (noise)" if abs(diff) < spread else
+                    " (less)" if diff < 0 else " (MORE)")
+            cells.append(f"{diff:+.3f}" + (f" ± {spread:.3f}" if spread == spread else "")
+                         + mark)
+        seeds = len(runs["Sequential"])
+        lines.append(f"| {data} | {protocol} | {cn} | {seeds} | {top_cell} | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -125,7 +183,8 @@ def main(argv=None) -> int:
                         help="datasets to run (default: cub sun, or none with --merge)")
     parser.add_argument("--protocols", nargs="+", default=["grw", "classnorm"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
+                        choices=list(METHODS))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "czsl_table.md")
     parser.add_argument("--raw", type=Path, help="also save every run's summary as JSON")
     parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="RAW",
@@ -144,7 +203,7 @@ def main(argv=None) -> int:
     command = (f"python benchmarks/czsl_table.py --data-dir "
                f"{os.path.relpath(args.data_dir, ROOT)} --datasets {' '.join(datasets)} "
                f"--protocols {' '.join(args.protocols)} --seeds "
-               f"{' '.join(map(str, args.seeds))} --methods {' '.join(args.methods)}")
+               f"{' '.join(map(str, args.seeds))} --methods {shlex.join(args.methods)}")
     new = []
     with tempfile.TemporaryDirectory() as runs:
         for dataset in datasets:
@@ -165,6 +224,7 @@ def main(argv=None) -> int:
                             wall = time.perf_counter() - started
                             new.append({"scenario": name, "method": method, "class_norm": cn,
                                         "seed": seed, "dataset": res["dataset"],
+                                        "threads": torch.get_num_threads(),
                                         "wall_s": wall, **res["summary"]})
                             print(f"{name} {method} {cn} seed {seed}: {wall:.0f} s "
                                   f"{res['summary']}", file=sys.stderr, flush=True)
