@@ -367,6 +367,17 @@ class RunLogger:
         self.writer = SummaryWriter(log_dir=str(run_dir))
         self.writer.add_custom_scalars(LAYOUT)
 
+    def purge_from(self, iteration: int) -> None:
+        """Hide what an interrupted session logged from training iteration ``iteration``
+        on (the loss points of the task it did not finish), so a resumed run shows each
+        iteration once: TensorBoard drops earlier events whose step is at least
+        ``iteration`` (``SummaryWriter(purge_step=...)``). Per-task charts, whose x is
+        the step, keep their points (a step is logged once it is over).
+        """
+        self.writer.close()
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=int(iteration))
+        self.writer.add_custom_scalars(LAYOUT)
+
     def write_scenario(self, document: dict[str, Any]) -> None:
         """Save the resolved scenario as ``scenario.toml``."""
         atomic_write_text(self.run_dir / "scenario.toml", tomli_w.dumps(document))

@@ -353,6 +353,7 @@ def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, start
     if resume is not None:
         history = load_logits(run_dir, resume.step + 1, device)
         learner.load_state_dict(load_learner_state(resume.learner, refs))
+        logger.purge_from(learner.clock.train_iterations)
         # the generators as they were at the end of the task, not as rebuilding left them
         set_rng_state(resume.rng)
         elapsed = resume.elapsed_s

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from czsl import checkpoint
 from czsl.checkpoint import (
@@ -42,6 +43,7 @@ from czsl.config import load_scenario
 from czsl.data import make_synthetic, write_npz
 from czsl.errors import CZSLError, PluginError
 from czsl.learner import ZSLLearner
+from czsl.logging import LossLogger
 from czsl.run import resume_run, run_scenario
 from tests.conftest import write_plugin_package
 from tests.test_data import write_xlsa17, xlsa17_vars
@@ -112,6 +114,34 @@ def test_interrupted_run_resumes_to_the_uninterrupted_results(tmp_path, monkeypa
     _same(resumed.results, reference.results)
     assert json.loads((run_dir / "results.json").read_text()) == resumed.results
     assert not (run_dir / CHECKPOINT_DIR).exists()
+
+
+def test_a_resumed_run_shows_each_training_iteration_once_in_tensorboard(tmp_path,
+                                                                        monkeypatch):
+    """The loss points a session logged for the task it did not finish are purged."""
+    scenario = load_scenario(None, FAST + ["train.epochs=3"])
+    reference = run_scenario(scenario, runs_dir=tmp_path / "ref", **QUIET)
+    after_epoch = LossLogger.after_training_epoch
+
+    def stop(self, strategy, *args, **kwargs):
+        after_epoch(self, strategy, *args, **kwargs)
+        if strategy.experience.current_experience == 3 and strategy.clock.train_exp_epochs == 1:
+            self.logger.writer.flush()  # on disk, as after TensorBoard's 120 s flush
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(LossLogger, "after_training_epoch", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(scenario, runs_dir=tmp_path / "runs", **QUIET)
+    monkeypatch.undo()
+    resume_run(tmp_path / "runs" / "synthetic", **QUIET)
+
+    steps = {}
+    for name, folder in (("resumed", tmp_path / "runs" / "synthetic"),
+                         ("reference", reference.run_dir)):
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        acc.Reload()
+        steps[name] = [e.step for e in acc.Scalars("train/loss")]
+    assert steps["resumed"] == steps["reference"]
 
 
 def test_killed_run_resumes_through_the_cli_to_the_same_results(tmp_path):
