@@ -300,9 +300,11 @@ def acc_matrix_figure(acc_matrix: np.ndarray, step: int):
             if not math.isnan(value):
                 ax.text(k, t, f"{value:.0f}", ha="center", va="center", fontsize=8,
                         color="black" if value > 60 else "white")
-    ticks = np.arange(0, n_tasks, 1 if n_tasks <= 20 else 5)
-    ax.set_xticks(ticks)
-    ax.set_yticks(np.arange(0, grid.shape[0], 1 if grid.shape[0] <= 20 else 5))
+    # a label per task up to 10 tasks, then every 5th (tick labels are most of the
+    # figure's drawing time: benchmarks/speed.md)
+    every = 1 if n_tasks <= 10 else 5
+    ax.set_xticks(np.arange(0, n_tasks, every))
+    ax.set_yticks(np.arange(0, grid.shape[0], every))
     ax.set_xlim(-0.5, n_tasks - 0.5)
     ax.set_ylim(grid.shape[0] - 0.5, -0.5)
     ax.set_xlabel("task k")
