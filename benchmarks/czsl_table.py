@@ -143,7 +143,11 @@ def ordering(groups) -> list[str]:
              "Computed from the rows above. *Multi-task best mH*: is Multi-task's mean mH "
              "above every other method's? *Forgetting − Sequential*: each regularizer's mean "
              "final forgetting minus Sequential's (negative = forgets less), with the larger "
-             "of the two seed std's; *noise* marks a difference smaller than that std.", "",
+             "of the two seed std's; *noise* marks a difference smaller than that std. "
+             "*MAS λ=0 (placebo)* is MAS with no penalty: it changes nothing but the random "
+             "stream (its importance pass draws batches), so its difference from Sequential "
+             "is what seed noise alone does to the final-step forgetting of a method that "
+             "leaves training as it is.", "",
              "| data | protocol | ClassNorm | seeds | Multi-task best mH | EWC-online | MAS | "
              "A-GEM | MAS λ=0 (placebo) |", "|---|---|---|---|---|---|---|---|---|"]
     settings = sorted({(k[0], k[1], k[3]) for k in groups}, key=lambda k: (k[0], k[1],
