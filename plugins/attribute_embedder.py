@@ -60,6 +60,10 @@ def build_model(n_features, attributes, *, hidden_dims=(1024,), class_norm=True,
 
     from czsl.models import AttributeModel
 
+    if not isinstance(hidden_dims, (list, tuple)) or any(
+            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_dims):
+        raise ValueError(f"hidden_dims must be a list of positive layer widths (or [] for a "
+                         f"linear model), got {hidden_dims!r}")
     attributes = torch.as_tensor(attributes, dtype=torch.float32)
     if normalize_attributes:
         norms = attributes.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -83,6 +83,13 @@ def test_unknown_option_is_an_error_naming_the_option():
                        n_features=8, attributes=[[1.0, 0.0]])
 
 
+@pytest.mark.parametrize("dims", [[0], [16, -2], [8.5], "16"])
+def test_attribute_embedder_refuses_layers_without_width(dims):
+    with pytest.raises(PluginError, match="hidden_dims must be a list of positive layer"):
+        Plugins().make("model", "attribute_embedder", {"hidden_dims": dims},
+                       n_features=8, attributes=[[1.0, 0.0]])
+
+
 def test_duplicate_component_names_are_refused(plugin_dir):
     source = GOOD.replace('"toy_reg"', '"none"')
     write_plugin_package(plugin_dir, "czsl-dup", "czsl_test_dup", {"dup": "czsl_test_dup"},
