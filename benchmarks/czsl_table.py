@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from czsl.config import load_scenario
+from czsl.logging import atomic_write_text
 from czsl.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,13 +234,13 @@ def main(argv=None) -> int:
                             print(f"{name} {method} {cn} seed {seed}: {wall:.0f} s "
                                   f"{res['summary']}", file=sys.stderr, flush=True)
                             if args.raw:  # after every run: a long grid may be cut short
-                                args.raw.write_text(json.dumps(
+                                atomic_write_text(args.raw, json.dumps(
                                     {"command": command, "runs": new}, indent=1))
     if new:
         commands.append(command)
     text = render(records + new, commands)
     print(text)
-    args.out.write_text(text)
+    atomic_write_text(args.out, text)
     return 0
 
 

@@ -24,6 +24,7 @@ import warnings
 from pathlib import Path
 
 from czsl.config import load_scenario
+from czsl.logging import atomic_write_text
 from czsl.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,12 +185,13 @@ def main(argv=None) -> int:
             print(f"{key}: {wall:.0f} s {res['summary']} {res.get('gzsl')}", file=sys.stderr,
                   flush=True)
             if args.raw:
-                args.raw.write_text(json.dumps({"command": command, "runs": new}, indent=1))
+                atomic_write_text(args.raw, json.dumps({"command": command, "runs": new},
+                                                       indent=1))
     if new:
         commands.append(command)
     text = render(records + new, commands)
     print(text)
-    args.out.write_text(text)
+    atomic_write_text(args.out, text)
     return 0
 
 

@@ -921,7 +921,9 @@ def main(argv: list[str] | None = None) -> int:
              "load_start": load_start, "load_end": load_avg()}
     text = render(facts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    from czsl.logging import atomic_write_text  # the parent imports czsl lazily
+
+    atomic_write_text(args.out, text)
     print(text)
     print(f"speed: wrote {args.out} in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     return 0
