@@ -147,6 +147,46 @@ def test_mas_importance_uses_visible_logits_in_eval_mode(stream):
         .running_mean, stats)
 
 
+def _without_drawing(fn):
+    """``fn`` run inside ``torch.random.fork_rng``: its random draws leave no trace."""
+    def wrapped(*args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+@pytest.mark.parametrize("name, options", [("mas", {"lambda_reg": 0.0}),
+                                           ("ewc_online", {"ewc_lambda": 0.0})])
+def test_zero_penalty_trains_exactly_like_sequential(stream, monkeypatch, name, options):
+    """With no penalty and its importance pass kept off the random stream, a regularizer
+    must leave training bit for bit as Sequential's: its bookkeeping (the eval-mode pass,
+    the penalty hook) moves no weight and no ClassNorm statistic. The CZSL table's
+    ``MAS λ=0`` placebo rests on this: its runs differ from Sequential only by the
+    random draws of that pass."""
+    import czsl_plugins.ewc_online as ewc_module
+    import czsl_plugins.mas as mas_module
+
+    monkeypatch.setattr(mas_module, "mas_importance",
+                        _without_drawing(mas_module.mas_importance))
+    cls = ewc_module._normalized_class()
+    monkeypatch.setattr(cls, "compute_importances", _without_drawing(cls.compute_importances))
+
+    def train(plugins):
+        learner = _learner(stream, plugins, epochs=2)
+        for step in range(3):
+            learner.train_task(step)
+        return learner.model.state_dict()  # weights and ClassNorm's running statistics
+
+    sequential = train([])
+    [plugin] = Plugins().make("regularizer", name, options, stream=stream)
+    placebo = train([plugin])
+    assert plugin.importance if name == "mas" else plugin.importances  # it did its work
+    assert sequential.keys() == placebo.keys()
+    assert any("running_mean" in key for key in sequential)
+    for key in sequential:
+        assert torch.equal(sequential[key], placebo[key]), key
+
+
 class _DotSpy(SupervisedPlugin):
     """After A-GEM's projection: dot product of the applied gradient with the reference."""
 

@@ -44,14 +44,34 @@ def test_ordering_checks_tell_real_differences_from_noise():
                  _run("MAS", seed, 0.105 + 3 * noise, 20.0),  # about the same, noisier
                  _run("A-GEM", seed, 0.20 + noise, 19.0),  # clearly more
                  _run("Multi-task", seed, -0.05, 30.0)]
+    assert _ordering_cells(table, runs)[3:] == [
+        "3", "yes (30.0)", "0.100 ± 0.010 (3 runs)", "-0.080 ± 0.010 (less)",
+        "+0.005 ± 0.030 (noise)", "+0.100 ± 0.010 (MORE)"]
+
+
+def _ordering_cells(table, runs):
     groups = {}
     for r in runs:
         groups.setdefault((r["dataset"], "grw", r["method"], r["class_norm"]), []).append(r)
-    row = [line for line in table.ordering(groups) if line.startswith("| CUB")]
-    assert len(row) == 1
-    cells = [c.strip() for c in row[0].strip("|").split("|")]
-    assert cells[3:] == ["3", "yes (30.0)", "-0.080 ± 0.010 (less)", "+0.005 ± 0.030 (noise)",
-                         "+0.100 ± 0.010 (MORE)", "–"]
+    [row] = [line for line in table.ordering(groups) if line.startswith("| CUB")]
+    return [c.strip() for c in row.strip("|").split("|")]
+
+
+def test_placebo_runs_join_sequentials_reference():
+    """Three Sequential seeds that happen to agree understate the noise; the placebo's
+    runs (more draws of Sequential) widen the reference, and a difference within it is
+    no longer called MORE (what SUN grw + CN showed)."""
+    table = _load("czsl_table")
+    runs = [_run("Multi-task", 0, -0.05, 30.0)]
+    for seed in range(3):
+        runs += [_run("Sequential", seed, 0.010 + seed / 1000, 20.0),
+                 _run("MAS", seed, 0.031 + seed / 1000, 20.0)]
+    cells = _ordering_cells(table, runs)
+    assert (cells[5], cells[7]) == ("0.011 ± 0.001 (3 runs)", "+0.021 ± 0.001 (MORE)")
+    runs += [_run("MAS λ=0", seed, 0.030 + seed / 200, 20.0) for seed in range(3)]
+    cells = _ordering_cells(table, runs)
+    assert (cells[5], cells[7]) == ("0.023 ± 0.014 (3 runs + 3 placebo)",
+                                    "+0.009 ± 0.014 (noise)")
 
 
 @pytest.mark.parametrize("script, folder, out", [
