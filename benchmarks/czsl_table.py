@@ -79,6 +79,12 @@ as in the reference.
 """
 
 
+def _threads_prefix() -> str:
+    """``OMP_NUM_THREADS=N `` when it is set: the recorded command then says so."""
+    n = os.environ.get("OMP_NUM_THREADS")
+    return f"OMP_NUM_THREADS={shlex.quote(n)} " if n else ""
+
+
 def _cell(values, digits):
     values = [v for v in values if v is not None]
     if not values:
@@ -193,6 +199,10 @@ def ordering(groups) -> list[str]:
         seeds = len(runs["Sequential"])
         lines.append(f"| {data} | {protocol} | {cn} | {seeds} | {top_cell} | {ref_cell} | "
                      + " | ".join(cells) + " |")
+    lines += ["", "Forgetting is the drop from each task's best earlier accuracy, so a method "
+              "that reaches higher peaks can forget more and still end no lower; where a "
+              "regularizer forgets MORE, `benchmarks/forgetting_peaks.md` splits a cell's "
+              "forgetting into peak and final accuracy, seed by seed."]
     return lines
 
 
@@ -220,7 +230,7 @@ def main(argv=None) -> int:
         commands.append(saved["command"])
     datasets = args.datasets if args.datasets is not None else ([] if args.merge
                                                                  else ["cub", "sun"])
-    command = (f"python benchmarks/czsl_table.py --data-dir "
+    command = (f"{_threads_prefix()}python benchmarks/czsl_table.py --data-dir "
                f"{os.path.relpath(args.data_dir, ROOT)} --datasets {' '.join(datasets)} "
                f"--protocols {' '.join(args.protocols)} --seeds "
                f"{' '.join(map(str, args.seeds))} --methods {shlex.join(args.methods)}")

@@ -87,3 +87,24 @@ def test_committed_tables_are_rendered_from_the_committed_parts(script, folder, 
                                    f"python benchmarks/{script}.py --merge "
                                    f"benchmarks/{folder}/*.json")
     assert "semi-synthetic" in committed
+
+
+def test_peak_parts_split_the_final_forgetting_of_the_metrics_module():
+    from czsl.metrics import forgetting_measure
+    import torch
+
+    parts = _load("forgetting_peaks").peak_parts
+    a = [[50.0, 10.0, 0.0],   # after task 0
+         [40.0, 30.0, 5.0],   # after task 1: task 0 drops, task 1 peaks
+         [45.0, 20.0, 60.0]]  # final
+    got = parts(a)
+    assert got == {"own": 40.0, "peak": 40.0, "final": 32.5, "forgetting": 0.075, "lag": 0.0}
+    # a task that peaked zero-shot, before its own step, has a negative lag
+    assert parts([[10.0, 20.0, 0.0], [5.0, 5.0, 0.0], [5.0, 5.0, 9.0]])["lag"] == -0.5
+    torch.manual_seed(0)
+    for _ in range(5):
+        m = torch.rand(6, 6) * 100
+        m[torch.rand(6, 6) < 0.1] = float("nan")
+        m[:, 2] = float("nan")  # a task without test samples
+        assert abs(parts(m.tolist())["forgetting"]
+                   - float(forgetting_measure(m)[0][-1])) < 1e-9

@@ -1,0 +1,148 @@
+"""Where a method's forgetting comes from: how high each task peaks, and where it ends.
+
+    python benchmarks/forgetting_peaks.py [--data-dir ../shared/data] [--dataset sun]
+        [--protocol grw] [--class-norm off] [--methods Sequential EWC-online] [--seeds 0 1]
+
+Final forgetting (Chaudhry et al., 2018) is the mean drop of each earlier task's
+accuracy from its best value before the last step. A method can therefore forget more
+and still end no lower, by reaching higher peaks. This runs cells of the CZSL table
+(``benchmarks/czsl_table.py``: same scenarios, same method overrides) and splits their
+forgetting into its parts, per seed: each earlier task's accuracy right after it was
+trained, its best value before the last step, its final value, and how many steps after
+its own it peaked. Writes ``benchmarks/forgetting_peaks.md``; with ``../shared/data``
+the runs are semi-synthetic and the file says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from czsl.config import load_scenario
+from czsl.logging import atomic_write_text
+from czsl.run import run_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ["own", "peak", "final", "forgetting", "lag"]
+
+
+def _threads_prefix() -> str:
+    """``OMP_NUM_THREADS=N `` when it is set: the recorded command then says so."""
+    n = os.environ.get("OMP_NUM_THREADS")
+    return f"OMP_NUM_THREADS={shlex.quote(n)} " if n else ""
+
+
+def _table_module():
+    spec = importlib.util.spec_from_file_location("czsl_table", ROOT / "benchmarks" /
+                                                  "czsl_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def peak_parts(acc_matrix) -> dict[str, float]:
+    """The parts of final forgetting of an ``[S, T]`` accuracy matrix (percent).
+
+    Over the tasks ``j < S - 1`` with a final and an earlier value (NaN: no test samples): ``own`` mean ``a[j, j]``;
+    ``peak`` mean ``max_{k < S-1} a[k, j]``; ``final`` mean ``a[S-1, j]``;
+    ``forgetting`` ``(peak - final) / 100``, the final forgetting of
+    :func:`czsl.metrics.forgetting_measure`; ``lag`` the mean number of steps between
+    task ``j`` and the step where it peaked (negative: it peaked zero-shot, before it
+    was trained).
+    """
+    a = torch.as_tensor(acc_matrix, dtype=torch.float64)
+    last = a.shape[0] - 1
+    earlier = torch.arange(min(last, a.shape[1]))
+    peak, when = torch.nan_to_num(a[:last, earlier], nan=float("-inf")).max(dim=0)
+    keep = torch.isfinite(peak) & torch.isfinite(a[last, earlier])  # as forgetting_measure
+    tasks, peak, when = earlier[keep], peak[keep], when[keep]
+    final = a[last, tasks]
+    return {"own": float(a[tasks, tasks].nanmean()), "peak": float(peak.mean()),
+            "final": float(final.mean()), "forgetting": float((peak - final).mean() / 100),
+            "lag": float((when - tasks).double().mean())}
+
+
+def render(rows, command, semi_synthetic) -> str:
+    """The markdown: a line per run and the mean per method."""
+    lines = ["# Where forgetting comes from: peaks and final accuracy", ""]
+    if semi_synthetic:
+        lines += ["**SEMI-SYNTHETIC.** Real metadata with features synthesised from the "
+                  "attributes (see benchmarks/czsl_table.md).", ""]
+    lines += [f"Made by `{command}`. Accuracy (%) of each earlier task's test samples, "
+              "argmax over all classes, averaged over the tasks before the last: *own* right "
+              "after the task was trained, *peak* its best before the last step, *final* "
+              "after the last step; *forgetting* = (peak − final) / 100, the table's final "
+              "forgetting; *lag*: steps from the task to its peak.", "",
+              "| method | seed | own | peak | final | forgetting | lag |",
+              "|---|---|---|---|---|---|---|"]
+    for method in dict.fromkeys(r["method"] for r in rows):
+        runs = [r for r in rows if r["method"] == method]
+        for r in runs:
+            lines.append(f"| {method} | {r['seed']} | " + " | ".join(
+                f"{r[p]:.3f}" if p == "forgetting" else f"{r[p]:.1f}" for p in PARTS) + " |")
+        if len(runs) > 1:
+            means = {p: statistics.fmean(r[p] for r in runs) for p in PARTS}
+            lines.append(f"| **{method}** | mean | " + " | ".join(
+                f"{means[p]:.3f}" if p == "forgetting" else f"{means[p]:.1f}"
+                for p in PARTS) + " |")
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    mean = {m: {p: statistics.fmean(r[p] for r in rows if r["method"] == m) for p in PARTS}
+            for m in methods}
+    lines += [""] + [
+        f"{m} − {methods[0]}, means over seeds: own {mean[m]['own'] - mean[methods[0]]['own']:+.1f}, "
+        f"peak {mean[m]['peak'] - mean[methods[0]]['peak']:+.1f}, "
+        f"final {mean[m]['final'] - mean[methods[0]]['final']:+.1f}, "
+        f"forgetting {mean[m]['forgetting'] - mean[methods[0]]['forgetting']:+.3f}."
+        for m in methods[1:]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    table = _table_module()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--dataset", default="sun", choices=["cub", "sun"])
+    parser.add_argument("--protocol", default="grw", choices=list(table.SCENARIO))
+    parser.add_argument("--class-norm", default="off", choices=["on", "off"])
+    parser.add_argument("--methods", nargs="+", default=["Sequential", "EWC-online"],
+                        choices=list(table.METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "forgetting_peaks.md")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    cn = table.CLASS_NORM["+ CN" if args.class_norm == "on" else "no CN"]
+    name = table.SCENARIO[args.protocol].format(d=args.dataset)
+    command = (f"{_threads_prefix()}python benchmarks/forgetting_peaks.py --data-dir "
+               f"{os.path.relpath(args.data_dir, ROOT)} --dataset {args.dataset} --protocol "
+               f"{args.protocol} --class-norm {args.class_norm} --methods "
+               f"{' '.join(args.methods)} --seeds {' '.join(map(str, args.seeds))}")
+    rows, semi = [], False
+    with tempfile.TemporaryDirectory() as runs:
+        for method in args.methods:
+            for seed in args.seeds:
+                scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml",
+                                         [*table.METHODS[method], *cn, f"seed={seed}"])
+                res = run_scenario(scenario, data_dir=args.data_dir, runs_dir=Path(runs),
+                                   progress=False, echo=lambda _: None).results
+                semi = semi or bool(res["semi_synthetic"])
+                parts = peak_parts([[float("nan") if v is None else v for v in row]
+                                    for row in res["metrics"]["acc_matrix"]])
+                rows.append({"method": method, "seed": seed, **parts})
+                print(f"{method} seed {seed}: {parts}", file=sys.stderr, flush=True)
+    text = render(rows, command, semi)
+    print(text)
+    atomic_write_text(args.out, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
