@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shlex
 import statistics
 import sys
 import tempfile
@@ -33,12 +32,6 @@ from czsl.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ["own", "peak", "final", "forgetting", "lag"]
-
-
-def _threads_prefix() -> str:
-    """``OMP_NUM_THREADS=N `` when it is set: the recorded command then says so."""
-    n = os.environ.get("OMP_NUM_THREADS")
-    return f"OMP_NUM_THREADS={shlex.quote(n)} " if n else ""
 
 
 def _table_module():
@@ -121,7 +114,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")
     cn = table.CLASS_NORM["+ CN" if args.class_norm == "on" else "no CN"]
     name = table.SCENARIO[args.protocol].format(d=args.dataset)
-    command = (f"{_threads_prefix()}python benchmarks/forgetting_peaks.py --data-dir "
+    command = (f"{table._threads_prefix()}python benchmarks/forgetting_peaks.py --data-dir "
                f"{os.path.relpath(args.data_dir, ROOT)} --dataset {args.dataset} --protocol "
                f"{args.protocol} --class-norm {args.class_norm} --methods "
                f"{' '.join(args.methods)} --seeds {' '.join(map(str, args.seeds))}")
