@@ -1,7 +1,7 @@
 """Where a method's forgetting comes from: how high each task peaks, and where it ends.
 
     python benchmarks/forgetting_peaks.py [--data-dir ../shared/data] [--dataset sun]
-        [--protocol grw] [--class-norm off] [--methods Sequential EWC-online] [--seeds 0 1]
+        [--protocol grw] [--class-norm off] [--methods Sequential EWC-online] [--seeds 0 1 2]
 
 Final forgetting (Chaudhry et al., 2018) is the mean drop of each earlier task's
 accuracy from its best value before the last step. A method can therefore forget more
@@ -9,8 +9,9 @@ and still end no lower, by reaching higher peaks. This runs cells of the CZSL ta
 (``benchmarks/czsl_table.py``: same scenarios, same method overrides) and splits their
 forgetting into its parts, per seed: each earlier task's accuracy right after it was
 trained, its best value before the last step, its final value, and how many steps after
-its own it peaked. Writes ``benchmarks/forgetting_peaks.md``; with ``../shared/data``
-the runs are semi-synthetic and the file says so.
+its own it peaked. Each command measures one cell and rewrites that cell's section of
+``benchmarks/forgetting_peaks.md``, keeping the others; with ``../shared/data`` the runs
+are semi-synthetic and the section says so.
 """
 
 from __future__ import annotations
@@ -64,39 +65,57 @@ def peak_parts(acc_matrix) -> dict[str, float]:
             "lag": float((when - tasks).double().mean())}
 
 
-def render(rows, command, semi_synthetic) -> str:
-    """The markdown: a line per run and the mean per method."""
-    lines = ["# Where forgetting comes from: peaks and final accuracy", ""]
+HEADER = """\
+# Where forgetting comes from: peaks and final accuracy
+
+Accuracy (%) of each earlier task's test samples, argmax over all classes, averaged over
+the tasks before the last: *own* right after the task was trained, *peak* its best value
+before the last step, *final* after the last step; *forgetting* = (peak − final) / 100,
+the CZSL table's final forgetting; *lag*: steps from the task to its peak. One section
+per table cell, each written by the command it names.
+"""
+
+
+def section(cell, rows, command, semi_synthetic) -> str:
+    """One cell's markdown section: a line per run, the mean per method, and each
+    method's mean difference from the first."""
+    lines = [f"## {cell}", ""]
     if semi_synthetic:
         lines += ["**SEMI-SYNTHETIC.** Real metadata with features synthesised from the "
                   "attributes (see benchmarks/czsl_table.md).", ""]
-    lines += [f"Made by `{command}`. Accuracy (%) of each earlier task's test samples, "
-              "argmax over all classes, averaged over the tasks before the last: *own* right "
-              "after the task was trained, *peak* its best before the last step, *final* "
-              "after the last step; *forgetting* = (peak − final) / 100, the table's final "
-              "forgetting; *lag*: steps from the task to its peak.", "",
+    lines += [f"Made by `{command}`.", "",
               "| method | seed | own | peak | final | forgetting | lag |",
               "|---|---|---|---|---|---|---|"]
-    for method in dict.fromkeys(r["method"] for r in rows):
-        runs = [r for r in rows if r["method"] == method]
-        for r in runs:
-            lines.append(f"| {method} | {r['seed']} | " + " | ".join(
-                f"{r[p]:.3f}" if p == "forgetting" else f"{r[p]:.1f}" for p in PARTS) + " |")
-        if len(runs) > 1:
-            means = {p: statistics.fmean(r[p] for r in runs) for p in PARTS}
-            lines.append(f"| **{method}** | mean | " + " | ".join(
-                f"{means[p]:.3f}" if p == "forgetting" else f"{means[p]:.1f}"
-                for p in PARTS) + " |")
     methods = list(dict.fromkeys(r["method"] for r in rows))
     mean = {m: {p: statistics.fmean(r[p] for r in rows if r["method"] == m) for p in PARTS}
             for m in methods}
+
+    def cells(values):
+        return " | ".join(f"{values[p]:.3f}" if p == "forgetting" else f"{values[p]:.1f}"
+                          for p in PARTS)
+
+    for method in methods:
+        runs = [r for r in rows if r["method"] == method]
+        lines += [f"| {method} | {r['seed']} | {cells(r)} |" for r in runs]
+        if len(runs) > 1:
+            lines.append(f"| **{method}** | mean | {cells(mean[method])} |")
+    first = mean[methods[0]]
     lines += [""] + [
-        f"{m} − {methods[0]}, means over seeds: own {mean[m]['own'] - mean[methods[0]]['own']:+.1f}, "
-        f"peak {mean[m]['peak'] - mean[methods[0]]['peak']:+.1f}, "
-        f"final {mean[m]['final'] - mean[methods[0]]['final']:+.1f}, "
-        f"forgetting {mean[m]['forgetting'] - mean[methods[0]]['forgetting']:+.3f}."
-        for m in methods[1:]]
+        f"{m} − {methods[0]}, means over seeds: own {mean[m]['own'] - first['own']:+.1f}, "
+        f"peak {mean[m]['peak'] - first['peak']:+.1f}, final "
+        f"{mean[m]['final'] - first['final']:+.1f}, forgetting "
+        f"{mean[m]['forgetting'] - first['forgetting']:+.3f}." for m in methods[1:]]
     return "\n".join(lines) + "\n"
+
+
+def with_section(text, cell, new) -> str:
+    """The file ``text`` with the section of ``cell`` replaced by ``new`` (added if it
+    has none); sections stay in order of their headings."""
+    sections = {}
+    for chunk in ("\n" + text).split("\n## ")[1:]:
+        sections[chunk.split("\n", 1)[0]] = "## " + chunk.rstrip("\n") + "\n"
+    sections[cell] = new
+    return HEADER + "".join("\n" + sections[k] for k in sorted(sections))
 
 
 def main(argv=None) -> int:
@@ -108,7 +127,7 @@ def main(argv=None) -> int:
     parser.add_argument("--class-norm", default="off", choices=["on", "off"])
     parser.add_argument("--methods", nargs="+", default=["Sequential", "EWC-online"],
                         choices=list(table.METHODS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "forgetting_peaks.md")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -131,9 +150,12 @@ def main(argv=None) -> int:
                                     for row in res["metrics"]["acc_matrix"]])
                 rows.append({"method": method, "seed": seed, **parts})
                 print(f"{method} seed {seed}: {parts}", file=sys.stderr, flush=True)
-    text = render(rows, command, semi)
-    print(text)
-    atomic_write_text(args.out, text)
+    cell = (f"{args.dataset.upper()}, {args.protocol} protocol, ClassNorm "
+            f"{args.class_norm}")
+    new = section(cell, rows, command, semi)
+    print(new)
+    old = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    atomic_write_text(args.out, with_section(old, cell, new))
     return 0
 
 

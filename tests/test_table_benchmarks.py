@@ -108,3 +108,23 @@ def test_peak_parts_split_the_final_forgetting_of_the_metrics_module():
         m[:, 2] = float("nan")  # a task without test samples
         assert abs(parts(m.tolist())["forgetting"]
                    - float(forgetting_measure(m)[0][-1])) < 1e-9
+
+
+def test_each_peaks_command_rewrites_only_its_own_section():
+    fp = _load("forgetting_peaks")
+    rows = [{"method": m, "seed": s, "own": 20.0 + s, "peak": 25.0, "final": 20.0,
+             "forgetting": 0.05, "lag": 1.0} for m in ("Sequential", "EWC-online")
+            for s in (0, 1)]
+    a = fp.section("SUN, grw protocol, ClassNorm off", rows, "cmd a", True)
+    b = fp.section("CUB, grw protocol, ClassNorm on", rows, "cmd b", False)
+    assert "EWC-online − Sequential, means over seeds: own +0.0" in a
+    assert "SEMI-SYNTHETIC" in a and "SEMI-SYNTHETIC" not in b
+    text = fp.with_section(fp.with_section("", "SUN, grw protocol, ClassNorm off", a),
+                           "CUB, grw protocol, ClassNorm on", b)
+    assert text.index("## CUB") < text.index("## SUN") and text.count("## ") == 2
+    a2 = a.replace("cmd a", "cmd a2")
+    again = fp.with_section(text, "SUN, grw protocol, ClassNorm off", a2)
+    assert "cmd a2" in again and "cmd a`" not in again and "cmd b" in again
+    assert again == text.replace("cmd a`", "cmd a2`")
+    committed = (REPO / "benchmarks" / "forgetting_peaks.md").read_text()
+    assert committed.startswith(fp.HEADER) and "SEMI-SYNTHETIC" in committed
