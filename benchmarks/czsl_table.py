@@ -202,7 +202,9 @@ def ordering(groups) -> list[str]:
     lines += ["", "Forgetting is the drop from each task's best earlier accuracy, so a method "
               "that reaches higher peaks can forget more and still end no lower; where a "
               "regularizer forgets MORE, `benchmarks/forgetting_peaks.md` splits a cell's "
-              "forgetting into peak and final accuracy, seed by seed."]
+              "forgetting into peak and final accuracy, seed by seed. How much each "
+              "regularizer acts at these defaults (MAS's penalty, A-GEM's projections) is "
+              "measured in `benchmarks/regularizer_activity.md`."]
     return lines
 
 

@@ -128,3 +128,23 @@ def test_each_peaks_command_rewrites_only_its_own_section():
     assert again == text.replace("cmd a`", "cmd a2`")
     committed = (REPO / "benchmarks" / "forgetting_peaks.md").read_text()
     assert committed.startswith(fp.HEADER) and "SEMI-SYNTHETIC" in committed
+
+
+@pytest.mark.parametrize("regularizer, options", [
+    ("ewc_online", []), ("mas", []), ("mas", ["regularizer.lambda_reg=0"]), ("agem", [])])
+def test_regularizer_activity_measures_what_the_regularizer_adds(regularizer, options):
+    from czsl.config import load_scenario
+
+    activity = _load("regularizer_activity")
+    scenario = load_scenario(None, ["train.epochs=1", "data.synthesis.samples_per_class=20",
+                                    "protocol.task_sizes=[25, 25]",
+                                    f"regularizer={regularizer}", *options])
+    found = activity.measure(scenario, None)
+    assert found["steps"] > 0 and found["semi"] is False
+    if regularizer == "agem":
+        assert 0.0 <= found["projected"] <= 1.0
+        assert (found["change"] > 0) == (found["projected"] > 0)
+    elif options:  # no penalty: nothing added
+        assert found["ratio_mean"] == found["ratio_max"] == 0.0
+    else:
+        assert 0.0 < found["ratio_mean"] <= found["ratio_max"]
