@@ -17,7 +17,6 @@ are semi-synthetic and the section says so.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -32,15 +31,9 @@ from czsl.logging import atomic_write_text
 from czsl.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script czsl_table.py
+import czsl_table as table  # noqa: E402
 PARTS = ["own", "peak", "final", "forgetting", "lag"]
-
-
-def _table_module():
-    spec = importlib.util.spec_from_file_location("czsl_table", ROOT / "benchmarks" /
-                                                  "czsl_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def peak_parts(acc_matrix) -> dict[str, float]:
@@ -119,7 +112,6 @@ def with_section(text, cell, new) -> str:
 
 
 def main(argv=None) -> int:
-    table = _table_module()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--dataset", default="sun", choices=["cub", "sun"])

@@ -21,7 +21,6 @@ semi-synthetic and the file says so.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import statistics
 import sys
@@ -37,15 +36,9 @@ from czsl.logging import atomic_write_text
 from czsl.run import make_optimizer, prepare_run
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script czsl_table.py
+import czsl_table as table  # noqa: E402
 REGULARIZERS = ["EWC-online", "MAS", "A-GEM"]
-
-
-def _table_module():
-    spec = importlib.util.spec_from_file_location("czsl_table", ROOT / "benchmarks" /
-                                                  "czsl_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _grad(model) -> torch.Tensor:
@@ -141,7 +134,6 @@ def render(rows, command) -> str:
 
 
 def main(argv=None) -> int:
-    table = _table_module()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--cells", nargs="+", default=["cub:grw:on", "sun:grw:off"],
