@@ -47,6 +47,8 @@ METHODS = {
     # the random stream (its importance pass draws batches; tested), so its runs are
     # more draws of Sequential's: the ordering checks pool them with Sequential's
     "MAS λ=0": ["regularizer=mas", "regularizer.lambda_reg=0"],
+    # a diagnostic: MAS with the reference code's importance merge (gamma * old + new)
+    "MAS γ=0.95": ["regularizer=mas", "regularizer.gamma=0.95"],
 }
 DEFAULT_METHODS = ["Sequential", "EWC-online", "MAS", "A-GEM", "Multi-task"]
 #: ClassNorm's cap on joint training (configs/joint.yml), iterations per task

@@ -1,7 +1,7 @@
 """How much each regularizer acts on training, at its published defaults.
 
     python benchmarks/regularizer_activity.py [--data-dir ../shared/data]
-        [--cells cub:grw:on sun:grw:off] [--seed 0]
+        [--cells cub:grw:on sun:grw:off] [--methods EWC-online MAS A-GEM] [--seed 0]
 
 A regularizer that forgets as much as Sequential may simply do little. For one run of
 each regularizer in a cell of the CZSL table (``benchmarks/czsl_table.py``: same
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import warnings
@@ -139,6 +140,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", nargs="+", default=["cub:grw:on", "sun:grw:off"],
                         metavar="DATASET:PROTOCOL:CLASSNORM",
                         help="table cells, e.g. cub:grw:on (ClassNorm on or off)")
+    parser.add_argument("--methods", nargs="+", default=REGULARIZERS,
+                        choices=[m for m in table.METHODS
+                                 if m not in ("Sequential", "Multi-task")])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path,
                         default=ROOT / "benchmarks" / "regularizer_activity.md")
@@ -155,11 +159,12 @@ def main(argv=None) -> int:
         cells.append(parts)
     command = (f"{table._threads_prefix()}python benchmarks/regularizer_activity.py "
                f"--data-dir {os.path.relpath(args.data_dir, ROOT)} --cells "
-               f"{' '.join(args.cells)} --seed {args.seed}")
+               f"{' '.join(args.cells)} --methods {shlex.join(args.methods)} --seed "
+               f"{args.seed}")
     rows = []
     for dataset, protocol, cn in cells:
         cn_label = "+ CN" if cn == "on" else "no CN"
-        for method in REGULARIZERS:
+        for method in args.methods:
             scenario = load_scenario(
                 ROOT / "scenarios" / f"{table.SCENARIO[protocol].format(d=dataset)}.toml",
                 [*table.METHODS[method], *table.CLASS_NORM[cn_label], f"seed={args.seed}"])

@@ -13,9 +13,12 @@ reference code's masked norm does. Avalanche also computes importances in train 
 which would move ClassNorm's running statistics with an extra pass over the data; here
 they are computed in eval mode. Both differences are tested.
 
-Kept from Avalanche: importances are averaged over mini-batches and merged as
-``alpha * old + (1 - alpha) * new`` (``alpha`` 0.5); the reference code sums
-``gamma * old + new`` with gamma 0.95 instead.
+Kept from Avalanche by default: importances are averaged over mini-batches and merged
+as ``alpha * old + (1 - alpha) * new`` (``alpha`` 0.5). The reference code sums
+``gamma * old + new`` (``configs/mas.yml``: gamma 0.95), which lets the importance grow
+to about ``1 / (1 - gamma)`` times one task's over a long stream; ``gamma = 0.95``
+selects that rule (``alpha`` is then unused). How much each rule makes MAS act is
+measured in ``benchmarks/regularizer_activity.md``.
 """
 
 from __future__ import annotations
@@ -43,15 +46,22 @@ def czsl_make_regularizer(name, options):
     return [make_plugin(**options)]
 
 
-def make_plugin(*, lambda_reg=1e-4, alpha=0.5):
+def make_plugin(*, lambda_reg=1e-4, alpha=0.5, gamma=None):
     """MAS for zero-shot models.
 
     :param lambda_reg: weight of the penalty (ClassNorm: 1e-4).
     :param alpha: weight of the old importance when merging (Avalanche's rule).
+    :param gamma: if given, merge as ``gamma * old + new`` instead (the reference
+        code's rule; ClassNorm: 0.95).
     """
     if lambda_reg < 0 or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"need lambda_reg >= 0 and 0 <= alpha <= 1, got {lambda_reg}, {alpha}")
-    return _plugin_class()(lambda_reg=float(lambda_reg), alpha=float(alpha))
+    if gamma is not None and (isinstance(gamma, bool) or not 0.0 <= gamma <= 1.0):
+        raise ValueError(f"need 0 <= gamma <= 1 (or no gamma for Avalanche's alpha rule), "
+                         f"got {gamma!r}")
+    plugin = _plugin_class()(lambda_reg=float(lambda_reg), alpha=float(alpha))
+    plugin.gamma = None if gamma is None else float(gamma)
+    return plugin
 
 
 def mas_importance(model, dataset, *, batch_size, device):
@@ -89,15 +99,29 @@ def _plugin_class():
     """Avalanche's MASPlugin with :func:`mas_importance` (built on first use: Avalanche is
     imported only when a run needs it)."""
     from avalanche.training.plugins import MASPlugin
-    from avalanche.training.utils import ParamData
+    from avalanche.training.utils import ParamData, copy_params_dict
 
     class ZeroShotMAS(MASPlugin):
-        """Avalanche's MAS with importances from :func:`mas_importance`."""
+        """Avalanche's MAS with importances from :func:`mas_importance`, and the
+        reference's merge rule when ``gamma`` is set."""
+
+        gamma = None
 
         def _get_importance(self, strategy):
             imp = mas_importance(strategy.model, strategy.experience.dataset,
                                  batch_size=strategy.train_mb_size, device=strategy.device)
             return {n: ParamData(n, t.shape, device=t.device, init_tensor=t)
                     for n, t in imp.items()}
+
+        def after_training_exp(self, strategy, **kwargs):
+            if self.gamma is None:
+                return super().after_training_exp(strategy, **kwargs)
+            self.params = dict(copy_params_dict(strategy.model))
+            new = self._get_importance(strategy)
+            for name, imp in (self.importance or {}).items():
+                if name in new:  # a parameter that grew keeps zeros in its new part
+                    new[name].data += self.gamma * imp.expand(new[name].data.shape)
+            self.importance = new
+            return None
 
     return ZeroShotMAS

@@ -147,6 +147,35 @@ def test_mas_importance_uses_visible_logits_in_eval_mode(stream):
         .running_mean, stats)
 
 
+@pytest.mark.parametrize("gamma", [None, 0.95])
+def test_mas_merges_importances_by_avalanches_rule_or_the_references(stream, monkeypatch,
+                                                                     gamma):
+    """Avalanche averages ``alpha * old + (1 - alpha) * new``; with ``gamma`` the sum
+    ``gamma * old + new`` of the reference code (which lets importance build up)."""
+    import czsl_plugins.mas as mas_module
+
+    per_task = []
+    real = mas_module.mas_importance
+
+    def recorded(*args, **kwargs):
+        per_task.append(real(*args, **kwargs))
+        return {n: t.clone() for n, t in per_task[-1].items()}
+
+    monkeypatch.setattr(mas_module, "mas_importance", recorded)
+    [plugin] = Plugins().make("regularizer", "mas", {} if gamma is None else {"gamma": gamma},
+                              stream=stream)
+    learner = _learner(stream, [plugin])
+    for step in range(2):
+        learner.train_task(step)
+    assert len(per_task) == 2
+    for name, got in plugin.importance.items():
+        old, new = per_task[0][name], per_task[1][name]
+        want = 0.5 * old + 0.5 * new if gamma is None else gamma * old + new
+        assert torch.allclose(got.data, want), name
+    with pytest.raises(Exception, match="gamma"):
+        Plugins().make("regularizer", "mas", {"gamma": 1.5}, stream=stream)
+
+
 def _without_drawing(fn):
     """``fn`` run inside ``torch.random.fork_rng``: its random draws leave no trace."""
     def wrapped(*args, **kwargs):
