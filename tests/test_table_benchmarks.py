@@ -46,7 +46,7 @@ def test_ordering_checks_tell_real_differences_from_noise():
                  _run("Multi-task", seed, -0.05, 30.0)]
     assert _ordering_cells(table, runs)[3:] == [
         "3", "yes (30.0)", "0.100 ± 0.010 (3 runs)", "-0.080 ± 0.010 (less)",
-        "+0.005 ± 0.030 (noise)", "+0.100 ± 0.010 (MORE)"]
+        "+0.005 ± 0.030 (noise)", "–", "+0.100 ± 0.010 (MORE)"]
 
 
 def _ordering_cells(table, runs):
