@@ -89,6 +89,22 @@ def _threads_prefix() -> str:
     return f"OMP_NUM_THREADS={shlex.quote(n)} " if n else ""
 
 
+def read_parts(paths) -> tuple[list[dict], list[str]]:
+    """The runs and commands of the ``--raw`` files ``paths``, for ``--merge``."""
+    records, commands = [], []
+    for path in paths:
+        saved = json.loads(Path(path).read_text())
+        records += saved["runs"]
+        commands.append(saved["command"])
+    return records, commands
+
+
+def save_part(path, command, runs) -> None:
+    """Write the ``--raw`` file ``path`` whole: called after every run, since a long grid
+    may be cut short."""
+    atomic_write_text(path, json.dumps({"command": command, "runs": runs}, indent=1))
+
+
 def _cell(values, digits):
     values = [v for v in values if v is not None]
     if not values:
@@ -231,11 +247,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    records, commands = [], []
-    for path in args.merge:
-        saved = json.loads(path.read_text())
-        records += saved["runs"]
-        commands.append(saved["command"])
+    records, commands = read_parts(args.merge)
     datasets = args.datasets if args.datasets is not None else ([] if args.merge
                                                                  else ["cub", "sun"])
     command = (f"{_threads_prefix()}python benchmarks/czsl_table.py --data-dir "
@@ -266,9 +278,8 @@ def main(argv=None) -> int:
                                         "wall_s": wall, **res["summary"]})
                             print(f"{name} {method} {cn} seed {seed}: {wall:.0f} s "
                                   f"{res['summary']}", file=sys.stderr, flush=True)
-                            if args.raw:  # after every run: a long grid may be cut short
-                                atomic_write_text(args.raw, json.dumps(
-                                    {"command": command, "runs": new}, indent=1))
+                            if args.raw:
+                                save_part(args.raw, command, new)
     if new:
         commands.append(command)
     text = render(records + new, commands)

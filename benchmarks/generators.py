@@ -15,7 +15,6 @@ cut short); ``--merge`` renders from saved runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -28,6 +27,8 @@ from czsl.logging import atomic_write_text
 from czsl.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script czsl_table.py
+from czsl_table import read_parts, save_part  # noqa: E402
 
 #: key: (scenario file, overrides, generator label)
 RUNS = {
@@ -160,11 +161,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
 
-    records, commands = [], []
-    for path in args.merge:
-        saved = json.loads(path.read_text())
-        records += saved["runs"]
-        commands.append(saved["command"])
+    records, commands = read_parts(args.merge)
     keys = args.runs if args.runs is not None else ([] if args.merge else list(RUNS))
     command = (f"python benchmarks/generators.py --data-dir "
                f"{os.path.relpath(args.data_dir, ROOT)} --runs {' '.join(keys)}")
@@ -185,8 +182,7 @@ def main(argv=None) -> int:
             print(f"{key}: {wall:.0f} s {res['summary']} {res.get('gzsl')}", file=sys.stderr,
                   flush=True)
             if args.raw:
-                atomic_write_text(args.raw, json.dumps({"command": command, "runs": new},
-                                                       indent=1))
+                save_part(args.raw, command, new)
     if new:
         commands.append(command)
     text = render(records + new, commands)

@@ -21,6 +21,7 @@ import importlib.util
 import math
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,9 @@ import torch
 from czsl.metrics import run_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script speed.py
+from speed import cpu_model  # noqa: E402
+
 ORACLE_FILE = ROOT / "tests" / "test_metrics.py"
 
 #: name -> (steps, test samples, task sizes)
@@ -89,17 +93,6 @@ def wait_until_idle(timeout: float) -> float:
         busy = busy_cpus()
         if not busy >= 0.1 or time.monotonic() > deadline:
             return busy
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def sync(device: torch.device) -> None:

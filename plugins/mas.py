@@ -59,9 +59,8 @@ def make_plugin(*, lambda_reg=1e-4, alpha=0.5, gamma=None):
     if gamma is not None and (isinstance(gamma, bool) or not 0.0 <= gamma <= 1.0):
         raise ValueError(f"need 0 <= gamma <= 1 (or no gamma for Avalanche's alpha rule), "
                          f"got {gamma!r}")
-    plugin = _plugin_class()(lambda_reg=float(lambda_reg), alpha=float(alpha))
-    plugin.gamma = None if gamma is None else float(gamma)
-    return plugin
+    return _plugin_class()(lambda_reg=float(lambda_reg), alpha=float(alpha),
+                           gamma=None if gamma is None else float(gamma))
 
 
 def mas_importance(model, dataset, *, batch_size, device):
@@ -105,7 +104,9 @@ def _plugin_class():
         """Avalanche's MAS with importances from :func:`mas_importance`, and the
         reference's merge rule when ``gamma`` is set."""
 
-        gamma = None
+        def __init__(self, *, gamma=None, **kwargs):
+            super().__init__(**kwargs)
+            self.gamma = gamma
 
         def _get_importance(self, strategy):
             imp = mas_importance(strategy.model, strategy.experience.dataset,
