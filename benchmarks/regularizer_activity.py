@@ -55,7 +55,7 @@ class Before(SupervisedPlugin):
         self.agem, self.loss, self.grad, self.dots = agem, None, None, []
 
     def before_backward(self, strategy, **kwargs):
-        self.loss = float(strategy.loss)
+        self.loss = float(strategy.loss.detach())
 
     def after_backward(self, strategy, **kwargs):
         reference = getattr(self.agem, "reference_gradients", torch.empty(0))
@@ -69,18 +69,20 @@ class After(SupervisedPlugin):
 
     def __init__(self, before):
         super().__init__()
-        self.before, self.ratios, self.changes = before, [], []
+        # underscored: Avalanche takes public attributes for callbacks and warns
+        self._before, self.ratios, self.changes = before, [], []
 
     def before_backward(self, strategy, **kwargs):
         if strategy.clock.train_exp_counter > 0:
-            self.ratios.append((float(strategy.loss) - self.before.loss) / self.before.loss)
+            loss = float(strategy.loss.detach())
+            self.ratios.append((loss - self._before.loss) / self._before.loss)
 
     def after_backward(self, strategy, **kwargs):
-        if self.before.grad is not None:
-            if self.before.dots[-1] < 0:
-                g = self.before.grad
+        if self._before.grad is not None:
+            if self._before.dots[-1] < 0:
+                g = self._before.grad
                 self.changes.append(float((_grad(strategy.model) - g).norm() / g.norm()))
-            self.before.grad = None
+            self._before.grad = None
 
 
 def measure(scenario, data_dir) -> dict[str, float]:

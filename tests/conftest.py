@@ -22,6 +22,15 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture
+def no_generator():
+    """A ``make_generator`` for replay hooks that must not build a generator: fails the
+    test if called."""
+    def make_generator():
+        raise AssertionError("this replay built a feature generator; it should not")
+    return make_generator
+
+
 def write_plugin_package(root: Path, dist: str, module: str, entry_points: dict[str, str],
                          source: str, version: str = "0.1") -> Path:
     """Write an installed-looking distribution into ``root``: a module plus its

@@ -296,8 +296,9 @@ def test_unknown_generator_name_lists_the_installed_ones():
 # ------------------------------------------------------------------- feature replay
 
 
-def test_feature_replay_buffer_is_class_balanced_and_replayed(stream):
-    [replay] = Plugins().make("replay", "feature_replay", {"mem_size": 30}, stream=stream)
+def test_feature_replay_buffer_is_class_balanced_and_replayed(stream, no_generator):
+    [replay] = Plugins().make("replay", "feature_replay", {"mem_size": 30}, stream=stream,
+                              make_generator=no_generator)
     spy = _Labels()
     learner = _learner(stream, [replay, spy])
     learner.train_task(0)

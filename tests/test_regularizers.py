@@ -240,21 +240,22 @@ def test_agem_projected_gradient_never_opposes_the_reference(stream):
     assert min(spy.dots) >= -1e-6, min(spy.dots)
 
 
-def test_multitask_trains_on_every_task_seen_so_far(stream):
+def test_multitask_trains_on_every_task_seen_so_far(stream, no_generator):
     seen_labels = []
 
     class _Labels(SupervisedPlugin):
         def before_training_epoch(self, strategy, *args, **kwargs):
             seen_labels.append({int(y) for _, y, _ in strategy.adapted_dataset})
 
-    replay = Plugins().make("replay", "multitask", {}, stream=stream)
+    replay = Plugins().make("replay", "multitask", {}, stream=stream,
+                            make_generator=no_generator)
     learner = _learner(stream, [*replay, _Labels()], epochs=1)
     for step in range(3):
         learner.train_task(step)
     assert seen_labels == [set(range(3)), set(range(6)), set(range(9))]
 
 
-def test_multitask_iteration_cap_stops_each_task(stream):
+def test_multitask_iteration_cap_stops_each_task(stream, no_generator):
     counts = []
 
     class _Count(SupervisedPlugin):
@@ -264,13 +265,15 @@ def test_multitask_iteration_cap_stops_each_task(stream):
         def after_training_iteration(self, strategy, *args, **kwargs):
             counts[-1] += 1
 
-    replay = Plugins().make("replay", "multitask", {"max_iterations": 7}, stream=stream)
+    replay = Plugins().make("replay", "multitask", {"max_iterations": 7}, stream=stream,
+                            make_generator=no_generator)
     learner = _learner(stream, [*replay, _Count()], epochs=5)
     for step in range(3):
         learner.train_task(step)
     assert counts == [7, 7, 7]  # uncapped: 5 epochs x 2+ batches per task
     with pytest.raises(Exception, match="max_iterations must be a positive integer"):
-        Plugins().make("replay", "multitask", {"max_iterations": 0}, stream=stream)
+        Plugins().make("replay", "multitask", {"max_iterations": 0}, stream=stream,
+                       make_generator=no_generator)
 
 
 @pytest.mark.parametrize("overrides", [
