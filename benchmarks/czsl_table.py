@@ -105,6 +105,17 @@ def save_part(path, command, runs) -> None:
     atomic_write_text(path, json.dumps({"command": command, "runs": runs}, indent=1))
 
 
+def publish(out, render, records, new, commands, command) -> int:
+    """Render the parts read (``records``, ``commands``) and this run's ``new`` records
+    (made by ``command``) with ``render``; print the text and write it whole to ``out``."""
+    if new:
+        commands = [*commands, command]
+    text = render(records + new, commands)
+    print(text)
+    atomic_write_text(out, text)
+    return 0
+
+
 def _cell(values, digits):
     values = [v for v in values if v is not None]
     if not values:
@@ -280,12 +291,7 @@ def main(argv=None) -> int:
                                   f"{res['summary']}", file=sys.stderr, flush=True)
                             if args.raw:
                                 save_part(args.raw, command, new)
-    if new:
-        commands.append(command)
-    text = render(records + new, commands)
-    print(text)
-    atomic_write_text(args.out, text)
-    return 0
+    return publish(args.out, render, records, new, commands, command)
 
 
 if __name__ == "__main__":

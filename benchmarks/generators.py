@@ -23,12 +23,11 @@ import warnings
 from pathlib import Path
 
 from czsl.config import load_scenario
-from czsl.logging import atomic_write_text
 from czsl.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script czsl_table.py
-from czsl_table import read_parts, save_part  # noqa: E402
+from czsl_table import publish, read_parts, save_part  # noqa: E402
 
 #: key: (scenario file, overrides, generator label)
 RUNS = {
@@ -183,12 +182,7 @@ def main(argv=None) -> int:
                   flush=True)
             if args.raw:
                 save_part(args.raw, command, new)
-    if new:
-        commands.append(command)
-    text = render(records + new, commands)
-    print(text)
-    atomic_write_text(args.out, text)
-    return 0
+    return publish(args.out, render, records, new, commands, command)
 
 
 if __name__ == "__main__":
