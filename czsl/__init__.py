@@ -6,7 +6,8 @@ hook implementations, stay fast. Heavy modules (``czsl.learner``, ``czsl.metrics
 ``czsl.models``) are imported where they are used.
 """
 
-from czsl.errors import ConfigError, CZSLError, DataError, PluginError
+from czsl.errors import (ConfigError, CZSLError, DataError, DivergenceError, OptionError,
+                         PluginError)
 from czsl.hookspecs import Component, hookimpl
 
 __version__ = "0.1.0"
@@ -16,6 +17,8 @@ __all__ = [
     "ConfigError",
     "CZSLError",
     "DataError",
+    "DivergenceError",
+    "OptionError",
     "PluginError",
     "hookimpl",
     "__version__",

@@ -20,3 +20,19 @@ class ConfigError(CZSLError):
 
 class PluginError(CZSLError):
     """A plugin is unknown, failed to load, or broke its hook contract."""
+
+
+class OptionError(CZSLError, ValueError):
+    """A plugin option has a bad value (see :mod:`czsl.options`).
+
+    :param key: the option's name, as written in the scenario's table.
+    :param problem: what is wrong, e.g. ``"must be a positive integer, got 2.5"``.
+    """
+
+    def __init__(self, key: str, problem: str):
+        super().__init__(f"{key} {problem}")
+        self.key = key
+
+
+class DivergenceError(CZSLError):
+    """Training diverged: the model's outputs became NaN or infinite."""

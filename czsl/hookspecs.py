@@ -111,7 +111,9 @@ def czsl_make_model(
 
     :param name: the ``[model] name`` of the scenario.
     :param options: the rest of the scenario's ``[model]`` table, to be passed on as
-        keyword arguments (so a misspelled option is an error).
+        keyword arguments (so a misspelled option is an error). Check each value with
+        :mod:`czsl.options` (every factory hook alike): its :class:`czsl.OptionError` is
+        reported with the plugin's name and where to fix the value.
     :param n_features: image feature dimension ``D``.
     :param attributes: ``[C, A]`` float tensor of every class's attributes.
     :return: the model, or ``None`` if ``name`` is not this plugin's.

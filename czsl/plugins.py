@@ -17,7 +17,7 @@ from typing import Any
 import pluggy
 
 from czsl import hookspecs
-from czsl.errors import CZSLError, PluginError
+from czsl.errors import CZSLError, OptionError, PluginError
 from czsl.hookspecs import KINDS, Component
 
 ENTRY_POINT_GROUP = "czsl"
@@ -163,6 +163,11 @@ class Plugins:
         caller = self.pm.subset_hook_caller(f"czsl_make_{kind}", remove_plugins=others)
         try:
             result = caller(name=name, options=dict(options), **args)
+        except OptionError as exc:  # raised by czsl.options: name the plugin and the fix
+            table = ("an entry of the scenario's [generator] losses"
+                     if kind == "generator_loss" else f"the scenario's [{kind}] table")
+            fix = "" if kind == "generator_loss" else f" or with --set {kind}.{exc.key}=VALUE"
+            raise PluginError(f"{where}: option {exc}. Fix it in {table}{fix}") from exc
         except CZSLError:  # already names the problem (e.g. a nested make_generator)
             raise
         except TypeError as exc:

@@ -49,7 +49,7 @@ from czsl.checkpoint import (
 )
 from czsl.config import Scenario, load_scenario, scenario_to_dict
 from czsl.data import ZSLDataset, load_dataset
-from czsl.errors import ConfigError, CZSLError, PluginError
+from czsl.errors import ConfigError, CZSLError, DivergenceError, PluginError
 from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner
 from czsl.logging import LossLogger, RunLogger, json_ready, new_run_dir
@@ -277,6 +277,11 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
             # no task finished: there is nothing to resume, and half a task is no result
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    except DivergenceError as exc:
+        # resuming would diverge again: the same settings, the same random draws
+        shutil.rmtree(run_dir, ignore_errors=True)
+        exc.args = (f"{exc} ({run_dir} was removed)",)
+        raise
 
 
 def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = True,
@@ -375,6 +380,8 @@ def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, start
                 if failure is None:  # czsl's own code failed: a bug, keep its traceback
                     raise
                 raise failure from exc
+            if not bool(torch.isfinite(logits).all()):  # one host read per task
+                raise DivergenceError(_diverged(model, step, scenario))
             history.append(logits)
             # the metrics of all steps so far: the logger keeps no state of its own
             so_far = metrics.run_metrics(torch.stack(history), stream.test_y.to(device),
@@ -436,6 +443,16 @@ def _checkpoint(prepared: Prepared, learner: ZSLLearner, refs: dict[str, Any], r
             "needs __getstate__/__setstate__ that leave it out. "
             + _what_is_kept(run_dir, step)) from exc.cause
     save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields), logits)
+
+
+def _diverged(model: torch.nn.Module, step: int, scenario: Scenario) -> str:
+    """What a run whose test logits after task ``step`` are not finite is told."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    what = (f"the model's {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''} hold NaN "
+            "or infinity" if bad else "the model's test logits hold NaN or infinity")
+    return (f"training diverged during task {step}: {what}. No results were written. "
+            f"Lower the learning rate (train.lr = {scenario.train.lr:g}) or the weight "
+            "of the regularizer or generator losses, and start the run again")
 
 
 def _what_is_kept(run_dir: Path, step: int) -> str:

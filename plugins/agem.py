@@ -21,6 +21,7 @@ each task's memory twice by a quirk (up to 2x the samples); czsl does not.
 from __future__ import annotations
 
 from czsl import Component, hookimpl
+from czsl.options import OptionError, integer
 
 NAME = "agem"
 
@@ -37,8 +38,15 @@ def czsl_make_regularizer(name, options, stream):
     """Avalanche's ``AGEMPlugin`` sized from the stream's tasks."""
     if name != NAME:
         return None
-    return [make_plugin(max(len(task) for task in stream.tasks),
-                        dataset=stream.dataset_name, **options)]
+    plugin = make_plugin(max(len(task) for task in stream.tasks),
+                         dataset=stream.dataset_name, **options)
+    past = stream.n_tasks - 1  # Avalanche draws sample_size // past_tasks from each
+    if plugin.sample_size < past:
+        raise OptionError("sample_size", f"must be at least {past} on this "
+                          f"{stream.n_tasks}-task stream (each reference gradient takes "
+                          f"sample_size // past tasks samples from every past task's "
+                          f"memory), got {plugin.sample_size}")
+    return [plugin]
 
 
 def default_samples_per_class(dataset):
@@ -58,8 +66,7 @@ def make_plugin(classes_per_task, *, dataset="", samples_per_class=None, sample_
 
     if samples_per_class is None:
         samples_per_class = default_samples_per_class(dataset)
-    if samples_per_class < 1 or sample_size < 1:
-        raise ValueError(f"need samples_per_class >= 1 and sample_size >= 1, got "
-                         f"{samples_per_class}, {sample_size}")
-    return AGEMPlugin(patterns_per_experience=int(samples_per_class) * int(classes_per_task),
-                      sample_size=int(sample_size))
+    samples_per_class = integer("samples_per_class", samples_per_class)
+    sample_size = integer("sample_size", sample_size)
+    return AGEMPlugin(patterns_per_experience=samples_per_class * int(classes_per_task),
+                      sample_size=sample_size)

@@ -19,6 +19,7 @@ the authors' example command), ``eps`` (1e-5, keeps ``weight / r`` finite).
 from __future__ import annotations
 
 from czsl import Component, hookimpl
+from czsl.options import number
 
 NAME = "anti_collapse"
 
@@ -54,11 +55,8 @@ class AntiCollapse:
     """
 
     def __init__(self, weight=0.2, eps=1e-5):
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ValueError(f"weight must be a non-negative number, got {weight!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps <= 0:
-            raise ValueError(f"eps must be a positive number, got {eps!r}")
-        self.weight, self.eps = float(weight), float(eps)
+        self.weight = number("weight", weight, at_least=0)
+        self.eps = number("eps", eps, above=0)
 
     def __call__(self, batch):
         z2 = batch.sample_noise(len(batch.noise))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 from czsl import Component, hookimpl
+from czsl.options import OptionError, boolean, number
 
 NAME = "attribute_embedder"
 
@@ -55,15 +56,20 @@ def build_model(n_features, attributes, *, hidden_dims=(1024,), class_norm=True,
     :param attributes: ``[C, A]`` class attributes.
     :return: a :class:`czsl.models.AttributeModel`.
     """
+    if not isinstance(hidden_dims, (list, tuple)) or any(
+            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_dims):
+        raise OptionError("hidden_dims", f"must be a list of positive layer widths (or [] "
+                                         f"for a linear model), got {hidden_dims!r}")
+    class_norm = boolean("class_norm", class_norm)
+    proper_init = boolean("proper_init", proper_init)
+    normalize_attributes = boolean("normalize_attributes", normalize_attributes)
+    scale = number("scale", scale, above=0)
+
     import torch  # heavy imports stay here: `czsl plugins` imports this module
     from torch import nn
 
     from czsl.models import AttributeModel
 
-    if not isinstance(hidden_dims, (list, tuple)) or any(
-            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden_dims):
-        raise ValueError(f"hidden_dims must be a list of positive layer widths (or [] for a "
-                         f"linear model), got {hidden_dims!r}")
     attributes = torch.as_tensor(attributes, dtype=torch.float32)
     if normalize_attributes:
         norms = attributes.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -18,6 +18,7 @@ Add-on losses (``losses`` in ``[generator]``) see features decoded from the prio
 from __future__ import annotations
 
 from czsl import Component, hookimpl
+from czsl.options import integer, number
 
 NAME = "cvae"
 
@@ -112,10 +113,10 @@ class CVAE:
 
         for key, value in (("latent_dim", latent_dim), ("hidden", hidden),
                            ("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a positive integer, got {value!r}")
-        if not lr > 0 or margin < 0 or margin_weight < 0:
-            raise ValueError("lr must be positive, margin and margin_weight non-negative")
+            integer(key, value)
+        lr = number("lr", lr, above=0)
+        margin = number("margin", margin, at_least=0)
+        margin_weight = number("margin_weight", margin_weight, at_least=0)
         self.latent_dim, self.lr, self.epochs, self.batch_size = latent_dim, lr, epochs, batch_size
         self.margin, self.margin_weight = margin, margin_weight
         self.losses = losses if losses is not None else GeneratorLosses()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 
 from czsl import Component, hookimpl
+from czsl.options import boolean, number
 
 NAME = "ewc_online"
 
@@ -56,10 +57,10 @@ def make_plugin(*, ewc_lambda=10.0, gamma=0.99, normalize=True):
     """
     from avalanche.training.plugins import EWCPlugin
 
-    if ewc_lambda < 0 or not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"need ewc_lambda >= 0 and 0 <= gamma <= 1, got {ewc_lambda}, {gamma}")
-    cls = _normalized_class() if normalize else EWCPlugin
-    return cls(ewc_lambda=float(ewc_lambda), mode="online", decay_factor=float(gamma))
+    ewc_lambda = number("ewc_lambda", ewc_lambda, at_least=0)
+    gamma = number("gamma", gamma, at_least=0, at_most=1)
+    cls = _normalized_class() if boolean("normalize", normalize) else EWCPlugin
+    return cls(ewc_lambda=ewc_lambda, mode="online", decay_factor=gamma)
 
 
 def min_max_normalize(importances):

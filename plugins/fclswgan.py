@@ -34,6 +34,7 @@ the generator's output for the step's attributes and fresh noise.
 from __future__ import annotations
 
 from czsl import Component, hookimpl
+from czsl.options import integer, number
 
 NAME = "fclswgan"
 
@@ -98,12 +99,6 @@ def train_classifier(features, labels, n_classes, *, epochs, lr, batch_size, bet
     return clf
 
 
-def _positive_int(key, value, zero_ok=False):
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero_ok else 1):
-        raise ValueError(f"{key} must be a {'non-negative' if zero_ok else 'positive'} "
-                         f"integer, got {value!r}")
-
-
 class FCLSWGAN:
     """The generator (see :func:`czsl.hookspecs.czsl_make_generator`).
 
@@ -121,15 +116,13 @@ class FCLSWGAN:
         for key, value in (("hidden", hidden), ("noise_dim", noise_dim),
                            ("batch_size", batch_size), ("epochs", epochs),
                            ("critic_steps", critic_steps), ("cls_batch_size", cls_batch_size)):
-            _positive_int(key, value)
-        _positive_int("cls_epochs", cls_epochs, zero_ok=True)
-        _positive_int("max_iterations", max_iterations, zero_ok=True)
-        for key, value in (("lr", lr), ("cls_lr", cls_lr)):
-            if not value > 0:
-                raise ValueError(f"{key} must be positive, got {value!r}")
-        if not 0 <= beta1 < 1 or gp_weight < 0 or cls_weight < 0:
-            raise ValueError("beta1 must lie in [0, 1), gp_weight and cls_weight must be "
-                             "non-negative")
+            integer(key, value)
+        integer("cls_epochs", cls_epochs, at_least=0)
+        integer("max_iterations", max_iterations, at_least=0)
+        lr, cls_lr = number("lr", lr, above=0), number("cls_lr", cls_lr, above=0)
+        beta1 = number("beta1", beta1, at_least=0, below=1)
+        gp_weight = number("gp_weight", gp_weight, at_least=0)
+        cls_weight = number("cls_weight", cls_weight, at_least=0)
         self.noise_dim, self.lr, self.beta1 = noise_dim, lr, beta1
         self.batch_size, self.epochs, self.critic_steps = batch_size, epochs, critic_steps
         self.gp_weight, self.cls_weight = gp_weight, cls_weight

@@ -14,6 +14,7 @@ does not teach the model to tell past classes from the current ones.
 from __future__ import annotations
 
 from czsl import Component, hookimpl
+from czsl.options import integer
 
 NAME = "feature_replay"
 
@@ -41,11 +42,9 @@ def make_plugin(*, mem_size=5000, batch_size_mem=None):
     :param batch_size_mem: buffer samples added to each mini-batch; ``None``: the
         training mini-batch size.
     """
-    for key, value in (("mem_size", mem_size), ("batch_size_mem", batch_size_mem)):
-        if value is None and key == "batch_size_mem":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{key} must be a positive integer, got {value!r}")
+    mem_size = integer("mem_size", mem_size)
+    if batch_size_mem is not None:  # None: the training mini-batch size
+        batch_size_mem = integer("batch_size_mem", batch_size_mem)
     from avalanche.training.plugins import ReplayPlugin
     from avalanche.training.storage_policy import ClassBalancedBuffer
 

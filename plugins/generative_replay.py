@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 
 from czsl import Component, hookimpl
+from czsl.options import boolean, integer
 
 NAME = "generative_replay"
 
@@ -40,27 +41,24 @@ def czsl_make_replay(name, options, stream, make_generator):
     """The generative replay plugin around the scenario's generator."""
     if name != NAME:
         return None
-    return [make_plugin(stream, make_generator(), **options)]
+    return [make_plugin(stream, make_generator, **options)]
 
 
-def make_plugin(stream, generator, *, replay_per_class=300, semantic_transductive=False):
+def make_plugin(stream, make_generator, *, replay_per_class=300,
+                semantic_transductive=False):
     """Generative replay.
 
     :param stream: the task stream.
-    :param generator: a generator (see :func:`czsl.hookspecs.czsl_make_generator`).
+    :param make_generator: builds the generator (see
+        :func:`czsl.hookspecs.czsl_make_generator`); called once the options are checked.
     :param replay_per_class: features synthesised per past class at each task
         (f-CLSWGAN synthesises 300 per class on CUB).
     :param semantic_transductive: also synthesise features of the classes not seen yet
         for the classifier (uses their attributes during training).
     """
-    if isinstance(replay_per_class, bool) or not isinstance(replay_per_class, int) \
-            or replay_per_class < 1:
-        raise ValueError(f"replay_per_class must be a positive integer, got "
-                         f"{replay_per_class!r}")
-    if not isinstance(semantic_transductive, bool):
-        raise ValueError(f"semantic_transductive must be true or false, got "
-                         f"{semantic_transductive!r}")
-    return _plugin_class()(stream, generator, replay_per_class, semantic_transductive)
+    replay_per_class = integer("replay_per_class", replay_per_class)
+    semantic_transductive = boolean("semantic_transductive", semantic_transductive)
+    return _plugin_class()(stream, make_generator(), replay_per_class, semantic_transductive)
 
 
 def task_features(dataset):

@@ -80,6 +80,7 @@ for ``epochs``).
 from __future__ import annotations
 
 from czsl import Component, hookimpl
+from czsl.options import choice, integer, number
 
 NAME = "gradient_matching"
 CLASSIFIERS = ("linear", "bilinear")
@@ -153,19 +154,6 @@ def per_class_gradient_cosines(real, labels_real, res_real, fake, labels_fake, r
     return cos_w.mean(1), cos_b
 
 
-def _positive_int(key, value, zero_ok=False):
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero_ok else 1):
-        raise ValueError(f"{key} must be a {'non-negative' if zero_ok else 'positive'} "
-                         f"integer, got {value!r}")
-
-
-def _number(key, value, positive=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not (value > 0 if positive else value >= 0):
-        raise ValueError(f"{key} must be a {'positive' if positive else 'non-negative'} "
-                         f"number, got {value!r}")
-
-
 class GradientMatching:
     """The loss (see :func:`czsl.hookspecs.czsl_make_generator_loss`); options: see the
     module docstring.
@@ -178,22 +166,16 @@ class GradientMatching:
     def __init__(self, weight=500.0, classifier="linear", n_classes=5, per_class=60,
                  fake_repeat=2, reset_every=1, epochs=0, lr=0.01, weight_decay=0.001,
                  batch_size=256):
-        _number("weight", weight)
-        if classifier not in CLASSIFIERS:
-            raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, "
-                             f"got {classifier!r}")
-        _positive_int("n_classes", n_classes, zero_ok=True)
-        for key, value in (("per_class", per_class), ("fake_repeat", fake_repeat),
-                           ("batch_size", batch_size)):
-            _positive_int(key, value)
-        _positive_int("reset_every", reset_every, zero_ok=True)
-        _positive_int("epochs", epochs, zero_ok=True)
-        _number("lr", lr, positive=True)
-        _number("weight_decay", weight_decay)
-        self.weight, self.classifier = float(weight), classifier
-        self.n_classes, self.per_class, self.fake_repeat = n_classes, per_class, fake_repeat
-        self.reset_every, self.epochs, self.lr = reset_every, epochs, float(lr)
-        self.weight_decay, self.batch_size = float(weight_decay), batch_size
+        self.weight = number("weight", weight, at_least=0)
+        self.classifier = choice("classifier", classifier, CLASSIFIERS)
+        self.n_classes = integer("n_classes", n_classes, at_least=0)
+        self.per_class = integer("per_class", per_class)
+        self.fake_repeat = integer("fake_repeat", fake_repeat)
+        self.batch_size = integer("batch_size", batch_size)
+        self.reset_every = integer("reset_every", reset_every, at_least=0)
+        self.epochs = integer("epochs", epochs, at_least=0)
+        self.lr = number("lr", lr, above=0)
+        self.weight_decay = number("weight_decay", weight_decay, at_least=0)
         self.clf_weight = self.clf_bias = None  # [R, D], [R]: R = C (linear) or A (bilinear)
         self.momentum = None  # SGD momentum buffers, like the two above
         self.steps = 0  # generator steps since start

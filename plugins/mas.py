@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 
 from czsl import Component, hookimpl
+from czsl.options import number
 
 NAME = "mas"
 
@@ -54,13 +55,11 @@ def make_plugin(*, lambda_reg=1e-4, alpha=0.5, gamma=None):
     :param gamma: if given, merge as ``gamma * old + new`` instead (the reference
         code's rule; ClassNorm: 0.95).
     """
-    if lambda_reg < 0 or not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"need lambda_reg >= 0 and 0 <= alpha <= 1, got {lambda_reg}, {alpha}")
-    if gamma is not None and (isinstance(gamma, bool) or not 0.0 <= gamma <= 1.0):
-        raise ValueError(f"need 0 <= gamma <= 1 (or no gamma for Avalanche's alpha rule), "
-                         f"got {gamma!r}")
-    return _plugin_class()(lambda_reg=float(lambda_reg), alpha=float(alpha),
-                           gamma=None if gamma is None else float(gamma))
+    lambda_reg = number("lambda_reg", lambda_reg, at_least=0)
+    alpha = number("alpha", alpha, at_least=0, at_most=1)
+    if gamma is not None:  # no gamma: Avalanche's alpha rule
+        gamma = number("gamma", gamma, at_least=0, at_most=1)
+    return _plugin_class()(lambda_reg=lambda_reg, alpha=alpha, gamma=gamma)
 
 
 def mas_importance(model, dataset, *, batch_size, device):

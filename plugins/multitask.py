@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 
 from czsl import Component, hookimpl
+from czsl.options import integer
 
 NAME = "multitask"
 
@@ -46,10 +47,8 @@ def make_plugin(*, max_iterations=None):
     :param max_iterations: mini-batches per task at most (ClassNorm: 200 CUB, 150 SUN);
         ``None`` trains the scenario's full epochs.
     """
-    if max_iterations is not None and (isinstance(max_iterations, bool)
-                                       or not isinstance(max_iterations, int)
-                                       or max_iterations < 1):
-        raise ValueError(f"max_iterations must be a positive integer, got {max_iterations!r}")
+    if max_iterations is not None:  # None: no cap
+        max_iterations = integer("max_iterations", max_iterations)
     return _plugin_class()(max_iterations)
 
 

@@ -71,6 +71,7 @@ the mini-batch size), ``interpolation`` ([0.2, 0.8]).
 from __future__ import annotations
 
 from czsl import Component, hookimpl
+from czsl.options import OptionError, choice, integer, number
 
 NAME = "random_walk"
 SIMILARITIES = ("dot_product", "l2_distance")
@@ -139,19 +140,6 @@ def class_means(features, labels, n_classes):
     return sums / counts[:, None].to(features.dtype)
 
 
-def _number(key, value, positive=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not (value > 0 if positive else value >= 0):
-        raise ValueError(f"{key} must be a {'positive' if positive else 'non-negative'} "
-                         f"number, got {value!r}")
-
-
-def _positive_int(key, value, zero_ok=False):
-    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero_ok else 1):
-        raise ValueError(f"{key} must be a {'non-negative' if zero_ok else 'positive'} "
-                         f"integer, got {value!r}")
-
-
 class RandomWalk:
     """The loss (see :func:`czsl.hookspecs.czsl_make_generator_loss`); options: see the
     module docstring. Its only state is the real class means (``prototypes = "real"``)."""
@@ -159,32 +147,21 @@ class RandomWalk:
     def __init__(self, weight=2.0, steps=5, decay=0.7, visit_weight=1.0,
                  similarity="dot_product", scale=1.0, prototypes="generated", per_prototype=10,
                  n_hallucinated=0, interpolation=(0.2, 0.8)):
-        _number("weight", weight)
-        _positive_int("steps", steps, zero_ok=True)
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 < decay <= 1:
-            raise ValueError(f"decay must be a number in (0, 1], got {decay!r}")
-        _number("visit_weight", visit_weight)
-        if similarity not in SIMILARITIES:
-            raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, "
-                             f"got {similarity!r}")
-        _number("scale", scale, positive=True)
-        if prototypes not in PROTOTYPES:
-            raise ValueError(f"prototypes must be one of {', '.join(PROTOTYPES)}, "
-                             f"got {prototypes!r}")
-        _positive_int("per_prototype", per_prototype)
-        _positive_int("n_hallucinated", n_hallucinated, zero_ok=True)
-        if not isinstance(interpolation, (list, tuple)) or len(interpolation) != 2 \
-                or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                       for v in interpolation) \
-                or not 0 <= interpolation[0] <= interpolation[1] <= 1:
-            raise ValueError("interpolation must be two numbers [low, high] with "
-                             f"0 <= low <= high <= 1, got {interpolation!r}")
-        self.weight, self.steps, self.decay = float(weight), steps, float(decay)
-        self.visit_weight, self.similarity, self.scale = float(visit_weight), similarity, \
-            float(scale)
-        self.prototypes, self.per_prototype = prototypes, per_prototype
-        self.n_hallucinated = n_hallucinated
-        self.interpolation = (float(interpolation[0]), float(interpolation[1]))
+        self.weight = number("weight", weight, at_least=0)
+        self.steps = integer("steps", steps, at_least=0)
+        self.decay = number("decay", decay, above=0, at_most=1)
+        self.visit_weight = number("visit_weight", visit_weight, at_least=0)
+        self.similarity = choice("similarity", similarity, SIMILARITIES)
+        self.scale = number("scale", scale, above=0)
+        self.prototypes = choice("prototypes", prototypes, PROTOTYPES)
+        self.per_prototype = integer("per_prototype", per_prototype)
+        self.n_hallucinated = integer("n_hallucinated", n_hallucinated, at_least=0)
+        if not isinstance(interpolation, (list, tuple)) or len(interpolation) != 2:
+            raise OptionError("interpolation", f"must be two numbers [low, high], got "
+                                               f"{interpolation!r}")
+        low = number("interpolation", interpolation[0], at_least=0, at_most=1)
+        high = number("interpolation", interpolation[1], at_least=low, at_most=1)
+        self.interpolation = (low, high)
         self.real_means = None  # [C, D] for prototypes = "real", set by start
 
     def start(self, features, attributes):

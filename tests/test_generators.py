@@ -179,8 +179,8 @@ def test_diversity_ratio_is_zero_for_a_collapsed_generator():
 @pytest.mark.parametrize("kind, name, options, words", [
     ("generator", "fclswgan", {"hiden": 8}, "rejected its options.*hiden"),
     ("generator", "fclswgan", {"critic_steps": 0}, "critic_steps must be a positive integer"),
-    ("generator", "fclswgan", {"beta1": 1.0}, "beta1 must lie in"),
-    ("generator_loss", "anti_collapse", {"weight": -1}, "weight must be a non-negative"),
+    ("generator", "fclswgan", {"beta1": 1.0}, r"beta1 must be a finite number in \[0, 1\)"),
+    ("generator_loss", "anti_collapse", {"weight": -1}, "weight must be a finite number >= 0"),
     ("generator_loss", "anti_collaps", {}, "unknown generator_loss 'anti_collaps'.*Did you mean"),
 ])
 def test_generator_and_loss_options_are_checked(kind, name, options, words):

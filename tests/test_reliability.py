@@ -380,6 +380,20 @@ def test_plugin_whose_state_cannot_be_pickled_is_named(tmp_path, flaky):
     assert list(tmp_path.iterdir()) == [tmp_path / "site"]  # the plugin only
 
 
+@pytest.mark.parametrize("overrides, step", [
+    (["train.lr=1e30"], 0),
+    # EWC's penalty is 0 during task 0; from task 1 on its weight blows plain SGD up
+    (["regularizer=ewc_online", "regularizer.ewc_lambda=1e30", "train.optimizer='sgd'"], 1),
+])
+def test_a_diverging_run_stops_at_once_and_leaves_nothing(tmp_path, capsys, overrides, step):
+    code, _, err = _cli(capsys, "run", "--runs-dir", str(tmp_path), "--no-progress",
+                        *sum((["--set", s] for s in FAST + overrides), []))
+    assert code == 2 and "Traceback" not in err, err
+    assert f"training diverged during task {step}: the model's " in err
+    assert "hold NaN or infinity" in err and "Lower the learning rate" in err
+    assert not any(tmp_path.iterdir())  # neither results nor a checkpoint to resume
+
+
 def test_errors_of_czsl_itself_are_not_blamed_on_a_plugin(tmp_path, monkeypatch):
     from czsl.learner import MaskedCrossEntropy
 

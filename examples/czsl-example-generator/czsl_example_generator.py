@@ -11,6 +11,7 @@ module to list it, and must stay fast.
 """
 
 from czsl import Component, hookimpl
+from czsl.options import number
 
 NAME = "example_generator"
 
@@ -42,9 +43,8 @@ class GaussianGenerator:
     def __init__(self, n_features, n_attributes, *, ridge=1.0):
         import torch
 
-        if not ridge >= 0:
-            raise ValueError(f"ridge must be zero or positive, got {ridge!r}")
-        self.ridge = ridge
+        # a bad value (a string, NaN, a negative number) is named with the fix
+        self.ridge = number("ridge", ridge, at_least=0)
         self.weight = torch.zeros(n_attributes + 1, n_features)  # [A + 1, D]
         self.std = torch.ones(n_features)  # [D]
 
