@@ -84,7 +84,7 @@ CHECKPOINT_DIR = "checkpoint"
 #: The file that commits a checkpoint.
 STATE_FILE = "state.pt"
 #: Version of the checkpoint layout; a checkpoint of another version is refused.
-FORMAT = 1
+FORMAT = 2  # 2: loggers are not part of the learner's plugin state
 
 
 class Unpicklable(Exception):

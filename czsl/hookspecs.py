@@ -13,8 +13,16 @@ Two rules keep ``czsl plugins`` and ``czsl --help`` fast and honest:
 * ``czsl plugins`` imports every plugin module to call :func:`czsl_components`, so a
   plugin module must not import torch or Avalanche at import time: import them inside
   the factory hooks.
-* Factories are ``firstresult`` hooks: each plugin returns ``None`` when the requested
-  name is not one of its components, and the first non-``None`` answer wins.
+* A name is routed to the plugin that declared it: czsl calls the ``czsl_make_<kind>``
+  factory of the plugin whose :func:`czsl_components` lists that component, and no
+  other plugin's (see :meth:`czsl.plugins.Plugins.make`). A factory therefore needs no
+  ``if name != ...: return None`` check, and can omit the ``name`` argument, unless its
+  plugin declares several components of one kind. Two plugins declaring the same
+  component is an error, so no second answer is ever needed (the factory hooks are
+  still ``firstresult`` for pluggy, which changes nothing here).
+* A factory's unknown option is a ``TypeError`` raised by the factory's own call
+  (``make_plugin(**options)``): czsl reports it as the plugin rejecting its options. Any
+  other exception while building is reported as a failure of that plugin.
 
 pluggy never passes a hook argument that has a default value, so implementations take
 the arguments they need by name and omit the rest.
@@ -28,7 +36,7 @@ saves the model's ``state_dict()`` and each Avalanche plugin's ``__getstate__()`
 default, its attributes); on ``czsl run --resume`` it calls the factories again with the
 same arguments and restores that state into the new objects (``__setstate__``, or by
 updating ``__dict__``). Attributes that point to the learner, the model (or its
-parameters, buffers, submodules), the optimizer or the stream are saved as references
+parameters, buffers, submodules), the optimizer or the task view are saved as references
 and point to the rebuilt ones; an iterator made by ``iter(obj)`` that has not started
 is saved as ``iter(obj)``. A plugin holding anything else that pickle refuses (an open
 file, a lambda, a running generator) defines ``__getstate__``/``__setstate__``;
@@ -48,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover - type names only
     from avalanche.core import SupervisedPlugin
 
     from czsl.generators import GeneratorLosses
-    from czsl.streams import CZSLStream
+    from czsl.taskview import TaskView
 
 PROJECT = "czsl"
 
@@ -94,7 +102,7 @@ def czsl_make_model(
 ) -> torch.nn.Module | None:
     """Build the zero-shot model that scores image features against class attributes.
 
-    Called once per run, before the first task. Stops at the first non-``None`` result.
+    Called once per run, before the first task, on the plugin that declared ``name``.
 
     The returned module must
 
@@ -116,7 +124,8 @@ def czsl_make_model(
         reported with the plugin's name and where to fix the value.
     :param n_features: image feature dimension ``D``.
     :param attributes: ``[C, A]`` float tensor of every class's attributes.
-    :return: the model, or ``None`` if ``name`` is not this plugin's.
+    :return: the model (``None`` is a bug of the
+        plugin: czsl asks a factory only for names its plugin declared).
 
     .. versionadded:: 0.1
     """
@@ -124,19 +133,22 @@ def czsl_make_model(
 
 @hookspec(firstresult=True)
 def czsl_make_regularizer(
-    name: str, options: dict[str, Any], stream: CZSLStream
+    name: str, options: dict[str, Any], stream: TaskView
 ) -> list[SupervisedPlugin] | None:
     """Build the continual-learning regularizer (EWC, MAS, A-GEM, ...).
 
-    Called once per run, before the first task. Stops at the first non-``None`` result.
+    Called once per run, before the first task, on the plugin that declared ``name``.
 
     :param name: the ``[regularizer] name`` of the scenario (``"none"``: plain
         sequential fine-tuning).
     :param options: the rest of the ``[regularizer]`` table, as keyword arguments.
-    :param stream: the task stream (tasks, class-to-task map, attributes), for
-        regularizers that need to know the tasks ahead of training.
-    :return: the Avalanche plugins that implement it (an empty list for none), or
-        ``None`` if ``name`` is not this plugin's. Their state must pickle (see
+    :param stream: a :class:`czsl.taskview.TaskView`: the number and sizes of the
+        tasks, the dataset's name, and, once training runs, the current task, the
+        classes visible so far and their attributes. Never test data, never the
+        attributes of classes not visible yet. The same view is what the learner
+        Avalanche hands to callbacks holds (``strategy.view``).
+    :return: the Avalanche plugins that implement it (an empty list for none). Their
+        state must pickle (see
         "Checkpoints" above).
 
     .. versionadded:: 0.1
@@ -145,11 +157,11 @@ def czsl_make_regularizer(
 
 @hookspec(firstresult=True)
 def czsl_make_replay(
-    name: str, options: dict[str, Any], stream: CZSLStream, make_generator: Callable[[], Any]
+    name: str, options: dict[str, Any], stream: TaskView, make_generator: Callable[[], Any]
 ) -> list[SupervisedPlugin] | None:
     """Build the replay scheme (a buffer of past features, generative replay, ...).
 
-    Called once per run, before the first task. Stops at the first non-``None`` result.
+    Called once per run, before the first task, on the plugin that declared ``name``.
 
     A replay that needs a feature generator calls ``make_generator()`` (once, in this
     hook, so a bad ``[generator]`` table fails before training); a replay that needs
@@ -158,20 +170,20 @@ def czsl_make_replay(
     with every generator plugin.
 
     A replay plugin that reads the attributes of classes not seen yet (transductive
-    generative replay) says so with an attribute ``semantic_transductive = True`` on
-    one of its Avalanche plugins; czsl records it in ``results.json`` and prints it
-    with the results. The inductive default reads ``stream.attributes`` only for the
-    classes of tasks up to the current one.
+    generative replay) says so by calling ``stream.declare_transductive()`` in this hook; the view then reveals every
+    class's attributes, and czsl records it in ``results.json`` and prints it with the
+    results. An inductive replay can read (``stream.attributes_of(classes)``) only the
+    attributes of the classes of tasks up to the current one: asking for others raises.
 
     :param name: the ``[replay] name`` of the scenario (``"none"``: no replay).
     :param options: the rest of the ``[replay]`` table, as keyword arguments.
-    :param stream: the task stream.
+    :param stream: a :class:`czsl.taskview.TaskView` (see :func:`czsl_make_regularizer`).
     :param make_generator: builds the scenario's ``[generator]`` (see
         :func:`czsl_make_generator`) for this stream, on the run's device, and returns
         it wrapped in a :class:`czsl.generators.CheckedGenerator`: same ``fit`` /
         ``sample`` / ``to``, with its results checked and its failures named.
-    :return: the Avalanche plugins that implement it (an empty list for none), or
-        ``None`` if ``name`` is not this plugin's. Their state must pickle (see
+    :return: the Avalanche plugins that implement it (an empty list for none). Their
+        state must pickle (see
         "Checkpoints" above).
 
     .. versionadded:: 0.1
@@ -186,7 +198,7 @@ def czsl_make_generator(
     """Build a conditional feature generator (f-CLSWGAN, VAE, ...).
 
     Called once per run, when the replay plugin asks for one (``make_generator`` in
-    :func:`czsl_make_replay`). Stops at the first non-``None`` result.
+    :func:`czsl_make_replay`), on the plugin that declared ``name``.
 
     A generator is any object with these three methods (a small protocol, not a base
     class; it need not be a ``torch.nn.Module``):
@@ -227,7 +239,8 @@ def czsl_make_generator(
     :param n_features: feature dimension ``D`` to generate.
     :param n_attributes: attribute dimension ``A`` to condition on.
     :param losses: the add-on losses the scenario asks for.
-    :return: the generator, or ``None`` if ``name`` is not this plugin's.
+    :return: the generator (``None`` is a bug of the
+        plugin: czsl asks a factory only for names its plugin declared).
 
     .. versionadded:: 0.1
     """
@@ -240,7 +253,7 @@ def czsl_make_generator_loss(
     """Build an add-on generator loss (gradient matching, anti-mode-collapse, ...).
 
     Called once per run for each entry of the ``[generator]`` table's ``losses`` list,
-    before the generator is built. Stops at the first non-``None`` result.
+    before the generator is built, on the plugin that declared ``name``.
 
     A generator loss is any object with
 
@@ -260,7 +273,8 @@ def czsl_make_generator_loss(
     :param options: the rest of that entry, as keyword arguments.
     :param n_features: feature dimension ``D``.
     :param n_attributes: attribute dimension ``A``.
-    :return: the loss, or ``None`` if ``name`` is not this plugin's.
+    :return: the loss (``None`` is a bug of the
+        plugin: czsl asks a factory only for names its plugin declared).
 
     .. versionadded:: 0.1
     """

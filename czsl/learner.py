@@ -9,8 +9,9 @@ it adds to the template is what zero-shot learning needs:
 * the training loss is a cross-entropy whose softmax runs over each sample's own
   task's classes (``loss_classes = "task"``, ClassNorm's Sequential setting) or over all
   classes seen so far (``"seen"``);
-* :meth:`ZSLLearner.test_logits` runs Avalanche's evaluation loop over the whole test
-  set and returns the logits over all classes, from which every metric is computed.
+* it holds a :class:`czsl.taskview.TaskView`, never the stream: nothing a plugin can
+  reach from the learner holds test data. Testing happens outside it
+  (:func:`czsl.predict.predict`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from czsl.checkpoint import object_state, restore_object_state
-from czsl.streams import CZSLStream
+from czsl.taskview import TaskView
 
 
 class MaskedCrossEntropy(nn.Module):
@@ -38,93 +39,77 @@ class MaskedCrossEntropy(nn.Module):
     rule). With ``over="seen"`` it runs over every class the model currently scores
     (the others already have logit ``-inf``).
 
-    :param class_to_task: ``[C]`` long, the task of each class (``-1``: none).
+    :param view: the task view; its ``class_to_task`` (``-1`` for classes not visible)
+        is read at every call.
     :param over: ``"task"`` or ``"seen"``.
     """
 
-    def __init__(self, class_to_task: torch.Tensor, over: str = "task") -> None:
+    def __init__(self, view: TaskView, over: str = "task") -> None:
         super().__init__()
         if over not in ("task", "seen"):
             raise ValueError(f"over must be 'task' or 'seen', not {over!r}")
         self.over = over
-        self.register_buffer("class_to_task", class_to_task.clone())
+        self.view = view
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean loss of ``logits`` ``[B, C]`` against ``targets`` ``[B]``."""
         targets = targets.long()
         if self.over == "task":
-            c2t = self.class_to_task.to(logits.device)
+            c2t = self.view.class_to_task.to(logits.device)
             same_task = c2t[None, :] == c2t[targets][:, None]  # [B, C]
             logits = logits.masked_fill(~same_task, float("-inf"))
         return F.cross_entropy(logits, targets)
 
 
-class _TestLogits(SupervisedPlugin):
-    """Collects the model's outputs during an evaluation pass."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.outputs: list[torch.Tensor] = []
-
-    def before_eval_exp(self, strategy, *args, **kwargs):
-        self.outputs = []
-
-    def after_eval_forward(self, strategy, *args, **kwargs):
-        self.outputs.append(strategy.mb_output.detach())
-
-
 class ZSLLearner(SupervisedTemplate):
-    """Trains a zero-shot model on a :class:`czsl.streams.CZSLStream`, task by task.
+    """Trains a zero-shot model task by task.
+
+    Built by :func:`czsl.build.make_learner`; the run calls
+    :meth:`czsl.taskview.TaskView.start_task` before :meth:`train_task`.
 
     :param model: a model as described in :func:`czsl.hookspecs.czsl_make_model`.
-    :param stream: the task stream.
+    :param view: what the learner (and every plugin through it) sees of the stream.
     :param optimizer: a torch optimizer over the model's parameters.
     :param loss_classes: ``"task"`` or ``"seen"`` (see :class:`MaskedCrossEntropy`).
     :param train_mb_size: training mini-batch size.
     :param train_epochs: epochs per task.
-    :param eval_mb_size: test mini-batch size.
+    :param eval_mb_size: mini-batch size of Avalanche's evaluation loop (czsl's own
+        test pass, :func:`czsl.predict.predict`, does not use it).
     :param device: torch device.
     :param plugins: Avalanche plugins (regularizers, replay, loggers); kept in
         :attr:`extra_plugins`, whose state :meth:`state_dict` holds.
     """
 
-    def __init__(self, *, model: nn.Module, stream: CZSLStream, optimizer: torch.optim.Optimizer,
+    def __init__(self, *, model: nn.Module, view: TaskView, optimizer: torch.optim.Optimizer,
                  loss_classes: str = "task", train_mb_size: int = 64, train_epochs: int = 1,
                  eval_mb_size: int = 1024, device: str | torch.device = "cpu",
                  plugins: list[SupervisedPlugin] = ()) -> None:
-        self.stream = stream
+        self.view = view
         self.extra_plugins = list(plugins)
-        self._recorder = _TestLogits()
         with warnings.catch_warnings():
             # no Avalanche metrics or loggers: czsl.metrics computes ours from test_logits()
             warnings.filterwarnings("ignore", "No loggers specified")
             evaluator = EvaluationPlugin(loggers=[])
         super().__init__(
             model=model, optimizer=optimizer,
-            criterion=MaskedCrossEntropy(stream.class_to_task, loss_classes),
+            criterion=MaskedCrossEntropy(view, loss_classes),
             train_mb_size=train_mb_size, train_epochs=train_epochs,
             eval_mb_size=eval_mb_size, device=device,
-            plugins=[*plugins, self._recorder], evaluator=evaluator)
+            plugins=list(plugins), evaluator=evaluator)
 
     def _before_training_exp(self, **kwargs):
-        step = self.experience.current_experience
-        self.model.set_visible_classes(self.stream.seen_mask(step).to(self.device))
+        self.model.set_visible_classes(self.view.visible.to(self.device))
         super()._before_training_exp(**kwargs)
 
-    def _before_eval_exp(self, **kwargs):
-        self.model.set_visible_classes(torch.ones(self.stream.n_classes, dtype=torch.bool,
-                                                  device=self.device))
-        super()._before_eval_exp(**kwargs)
-
     def train_task(self, step: int) -> None:
-        """Train on task ``step`` of the stream (Avalanche's ``train``)."""
-        self.train(self.stream.benchmark.train_stream[step], eval_streams=[])
+        """Train on task ``step`` of the stream (Avalanche's ``train``).
 
-    @torch.no_grad()
-    def test_logits(self) -> torch.Tensor:
-        """``[N_test, C]`` logits of the whole test set over all classes, on ``device``."""
-        self.eval(self.stream.benchmark.test_stream)
-        return torch.cat(self._recorder.outputs)
+        :raises ValueError: if the view has not started task ``step``.
+        """
+        if self.view.step != step:
+            raise ValueError(f"the view is at task {self.view.step}, not {step}: call "
+                             "view.start_task(step, ...) first")
+        self.train(self.view.experience(step), eval_streams=[])
 
     def state_dict(self) -> dict[str, Any]:
         """Everything training has changed, to resume after a task (:mod:`czsl.checkpoint`).

@@ -10,6 +10,7 @@ This module imports neither torch nor Avalanche; the factories it calls may.
 from __future__ import annotations
 
 import difflib
+import traceback
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -147,11 +148,16 @@ class Plugins:
     def make(self, kind: str, name: str, options: dict[str, Any], **args: Any) -> Any:
         """Build component ``name`` of ``kind`` with the plugin that declared it.
 
-        Calls ``czsl_make_<kind>(name=name, options=options, **args)`` on that plugin
-        (a generator gets no add-on ``losses`` unless ``args`` has them).
+        Only that plugin's ``czsl_make_<kind>(name=name, options=options, **args)`` is
+        called: a name is routed to the plugin whose ``czsl_components`` declared it, so
+        no other plugin is asked and a factory needs no check of ``name`` unless its
+        plugin declares several components of one kind. (A generator gets no add-on
+        ``losses`` unless ``args`` has them.)
 
-        :raises PluginError: if the name is unknown, the plugin raises (e.g. an
-            unknown option), or it returns ``None`` for a name it declared.
+        :raises PluginError: if the name is unknown, the factory rejects its options
+            (an unknown option: a ``TypeError`` raised by the factory's own call, or an
+            :class:`czsl.errors.OptionError`), raises anything else while building (a
+            bug of the plugin, named as such), or returns ``None`` for a name it declared.
         """
         item = self.find(kind, name)
         where = f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
@@ -159,6 +165,11 @@ class Plugins:
             from czsl.generators import GeneratorLosses  # imports torch: only when needed
 
             args["losses"] = GeneratorLosses()
+        [impl] = [impl for impl in getattr(self.pm.hook, f"czsl_make_{kind}").get_hookimpls()
+                  if impl.plugin_name == item.plugin] or [None]
+        if impl is None:
+            raise PluginError(f"{where} is declared by czsl_components() but the plugin has "
+                              f"no czsl_make_{kind} hook; add one marked @czsl.hookimpl")
         others = [p for p in self.pm.get_plugins() if self.pm.get_name(p) != item.plugin]
         caller = self.pm.subset_hook_caller(f"czsl_make_{kind}", remove_plugins=others)
         try:
@@ -171,9 +182,13 @@ class Plugins:
         except CZSLError:  # already names the problem (e.g. a nested make_generator)
             raise
         except TypeError as exc:
-            raise PluginError(f"{where} rejected its options {sorted(options)}: {exc}. "
-                              "Check the option names in the scenario's "
-                              f"[{kind}] table against the plugin's documentation") from exc
+            if _raised_in(exc, impl.function):  # the factory's own call: the options
+                raise PluginError(f"{where} rejected its options {sorted(options)}: {exc}. "
+                                  "Check the option names in the scenario's "
+                                  f"[{kind}] table against the plugin's documentation"
+                                  ) from exc
+            raise PluginError(f"{where} failed to build, a bug in that plugin: "
+                              f"TypeError: {exc} (czsl --debug shows where)") from exc
         except Exception as exc:
             raise PluginError(f"{where} failed to build: {type(exc).__name__}: {exc}") from exc
         if result is None:
@@ -181,3 +196,14 @@ class Plugins:
                               f"czsl_make_{kind} hook returned None for it; this is a bug "
                               "in that plugin")
         return result
+
+
+def _raised_in(exc: BaseException, function: Any) -> bool:
+    """Whether ``exc`` came from the options: raised in ``function``'s own frame (by a
+    statement of it, or by a call it made whose arguments did not fit the callee: Python
+    raises that ``TypeError`` in the caller's frame, before entering the callee), or an
+    unexpected keyword argument anywhere (options handed on by a helper)."""
+    frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
+    code = getattr(function, "__code__", None)
+    # a factory that hands its options on (make_plugin(**options)) from a helper
+    return (bool(frames) and frames[-1].f_code is code) or "unexpected keyword argument" in str(exc)

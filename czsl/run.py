@@ -1,42 +1,42 @@
-"""One scenario, end to end: data -> stream -> plugins -> learner -> metrics -> results.
+"""One scenario, end to end: build -> train and test task by task -> observers -> results.
 
-:func:`run_scenario` is what ``czsl run`` calls; tests and benchmarks call it too.
-:func:`resume_run` (``czsl run --resume``) continues a run that was stopped, from the
-checkpoint of its last finished task (:mod:`czsl.checkpoint`).
+:func:`run_scenario` is what ``czsl run`` calls; sweeps, tests and benchmarks call it
+too. :func:`resume_run` (``czsl run --resume``) continues a run that was stopped, from
+the checkpoint of its last finished task (:mod:`czsl.checkpoint`).
 
-Every check that can happen before training does (:func:`prepare_run`: device, data,
-task split, plugin names and options), before the run folder is created, so a bad
-input leaves nothing behind. A plugin that raises during training is named in a
-:class:`czsl.errors.PluginError`; the run folder then keeps the checkpoint of the tasks
-that finished (so it can be resumed) and never a ``results.json``.
+The way through a run: :func:`czsl.build.build_run` reads the data, splits it into
+tasks and builds every component (every bad input is raised there, before the run
+folder is created, so it leaves nothing behind); then, for each task, the learner trains
+on it, the model is tested outside the learner (:func:`czsl.predict.predict`), and the
+run's observers (:mod:`czsl.observers`: divergence check, TensorBoard, progress,
+checkpoint, then the caller's) see the result; finally ``results.json`` is written.
+
+A plugin that raises during training is named in a :class:`czsl.errors.PluginError`
+(:mod:`czsl.blame`); the run folder then keeps the checkpoint of the tasks that
+finished (so it can be resumed) and never a ``results.json``.
 """
 
 from __future__ import annotations
 
-import random
 import shutil
-import sys
 import time
 import tomllib
-import traceback
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import numpy as np
 import tomli_w
 import torch
-from avalanche.core import SupervisedPlugin
-from tqdm import tqdm
 
 import czsl
 from czsl import metrics
+from czsl.blame import plugin_failure, what_is_kept
+from czsl.build import BuiltRun, build_run
 from czsl.checkpoint import (
     Checkpoint,
     Unpicklable,
     dump_learner_state,
-    fingerprint,
     has_checkpoint,
     load_checkpoint,
     load_learner_state,
@@ -48,13 +48,12 @@ from czsl.checkpoint import (
     set_rng_state,
 )
 from czsl.config import Scenario, load_scenario, scenario_to_dict
-from czsl.data import ZSLDataset, load_dataset
-from czsl.errors import ConfigError, CZSLError, DivergenceError, PluginError
-from czsl.generators import CheckedGenerator, GeneratorLosses
-from czsl.learner import ZSLLearner
+from czsl.errors import CZSLError, DivergenceError, PluginError
 from czsl.logging import LossLogger, RunLogger, json_ready, new_run_dir
-from czsl.plugins import Listed, Plugins
-from czsl.streams import CZSLStream, build_stream
+from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, StepLogger,
+                            TaskEnd, timed)
+from czsl.predict import predict
+from czsl.streams import CZSLStream
 
 
 @dataclass
@@ -63,196 +62,25 @@ class RunResult:
 
     :param run_dir: the run's folder.
     :param results: the content of its ``results.json``.
+    :param timings: seconds this session spent in each part of the run: ``data``,
+        ``setup``, ``training``, ``testing``, ``metrics``, each observer by its name,
+        ``results``.
     """
 
     run_dir: Path
     results: dict[str, Any]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"cpu"`` or ``"cuda"``, checking that CUDA is really there."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CZSLError("--device cuda was asked for but torch sees no CUDA GPU "
-                        f"(torch {torch.__version__}); use --device cpu, or install a "
-                        "CUDA build of torch on a machine with a GPU")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _check_model(model: Any, name: str, plugins: Plugins) -> torch.nn.Module:
-    """The model hook's result must keep the contract in :mod:`czsl.hookspecs`."""
-    item = plugins.find("model", name)
-    if not isinstance(model, torch.nn.Module) or not callable(
-            getattr(model, "set_visible_classes", None)):
-        raise PluginError(f"model {name!r} (plugin {item.plugin!r} from {item.package}) "
-                          f"returned {type(model).__name__}; czsl_make_model must return a "
-                          "torch.nn.Module with set_visible_classes(mask)")
-    return model
-
-
-def _check_avalanche_plugins(result: Any, kind: str, name: str,
-                             plugins: Plugins) -> list[SupervisedPlugin]:
-    """Regularizer / replay hooks must return a list of Avalanche plugins."""
-    item = plugins.find(kind, name)
-    if not isinstance(result, (list, tuple)) or not all(
-            isinstance(p, SupervisedPlugin) for p in result):
-        raise PluginError(f"{kind} {name!r} (plugin {item.plugin!r} from {item.package}) "
-                          f"returned {result!r}; czsl_make_{kind} must return a list of "
-                          "avalanche.core.SupervisedPlugin")
-    return list(result)
-
-
-def make_optimizer(scenario: Scenario, params) -> torch.optim.Optimizer:
-    """The optimizer named by ``[train]``."""
-    cfg = scenario.train
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-@dataclass
-class Prepared:
-    """Everything a run builds before it creates its folder.
-
-    :param scenario: the scenario.
-    :param data_dir: the data folder it was read from (``None`` for synthetic data).
-    :param device: the torch device.
-    :param dataset: the data.
-    :param stream: the task stream.
-    :param model: the model, on ``device``.
-    :param extra: the regularizer's and the replay's Avalanche plugins.
-    :param owners: ``id()`` of each object a plugin built (the model, each Avalanche
-        plugin) -> ``(kind, name, listing)`` of its component, to name it when it fails.
-    :param generator: the ``[generator]`` name if the replay plugin built one, else ``None``.
-    """
-
-    scenario: Scenario
-    data_dir: Path | None
-    device: torch.device
-    dataset: ZSLDataset
-    stream: CZSLStream
-    model: torch.nn.Module
-    extra: list[SupervisedPlugin]
-    owners: dict[int, tuple[str, str, Listed]]
-    generator: str | None = None
-
-    def fingerprint(self) -> str:
-        """A hash of the data and the task split, to check a resumed run reads the same."""
-        return fingerprint(self.dataset.features, self.dataset.labels,
-                           self.dataset.attributes, self.stream.tasks, self.stream.test_y)
-
-    def plugin_classes(self) -> list[str]:
-        """Qualified class names of :attr:`extra`, in order."""
-        return [f"{type(p).__module__}.{type(p).__qualname__}" for p in self.extra]
-
-
-def make_generator_losses(plugins: Plugins, specs: Any,
-                          sizes: dict[str, int]) -> GeneratorLosses:
-    """Build the ``losses`` list of a ``[generator]`` table.
-
-    :param specs: a list of tables, each with a ``name`` (a ``generator_loss``
-        component) and that loss's options.
-    :param sizes: ``n_features`` and ``n_attributes``.
-    :raises ConfigError: if ``specs`` is not a list of tables with names.
-    :raises PluginError: for an unknown name or options the loss rejects.
-    """
-    if not isinstance(specs, list) or not all(
-            isinstance(spec, dict) and isinstance(spec.get("name"), str) for spec in specs):
-        raise ConfigError(f"[generator] losses must be a list of tables with a name, e.g. "
-                          f"losses = [{{name = \"anti_collapse\", weight = 0.2}}]; got "
-                          f"{specs!r}. 'czsl plugins' lists the generator losses")
-    built = []
-    for spec in specs:
-        options = dict(spec)
-        name = options.pop("name")
-        item = plugins.find("generator_loss", name)
-        built.append((f"generator loss {name!r} (plugin {item.plugin!r} from {item.package} "
-                      f"{item.version})",
-                      plugins.make("generator_loss", name, options, **sizes)))
-    return GeneratorLosses(built)
-
-
-def prepare_run(scenario: Scenario, *, data_dir: Path | None = None,
-                echo: Callable[[str], None] = print) -> Prepared:
-    """Check the device, read the data, split it into tasks, build the model and plugins.
-
-    Nothing is written: every bad input a run can detect before training is raised here.
-
-    :param scenario: the scenario.
-    :param data_dir: the folder with the dataset's files (not needed for synthetic).
-    :param echo: where to print notes about the stream.
-    :raises CZSLError: for bad data, task splits, plugin names, options or devices.
-    """
-    device = resolve_device(scenario.device)
-    plugins = Plugins()
-    dataset = load_dataset(scenario.data.dataset, data_dir, features=scenario.data.features,
-                           seed=scenario.seed, options=scenario.data.synthesis)
-    seed_everything(scenario.seed)
-    stream = build_stream(dataset, scenario.protocol, scenario.seed)
-    for note in stream.notes:
-        echo(f"note: {note}")
-
-    model = _check_model(plugins.make("model", scenario.model.name, scenario.model.options,
-                                      n_features=dataset.n_features,
-                                      attributes=stream.attributes),
-                         scenario.model.name, plugins).to(device)
-    owners = {id(model): ("model", scenario.model.name,
-                          plugins.find("model", scenario.model.name))}
-    plugins.find("generator", scenario.generator.name)  # a misspelled name fails here
-    built_generators: list[CheckedGenerator] = []
-
-    def make_generator() -> CheckedGenerator:
-        """The scenario's ``[generator]``, for a replay plugin that asks for one."""
-        cfg = scenario.generator
-        item = plugins.find("generator", cfg.name)
-        where = (f"generator {cfg.name!r} (plugin {item.plugin!r} from {item.package} "
-                 f"{item.version})")
-        options = dict(cfg.options)
-        sizes = {"n_features": dataset.n_features,
-                 "n_attributes": int(stream.attributes.shape[1])}
-        losses = make_generator_losses(plugins, options.pop("losses", []), sizes)
-        if len(losses) and "losses" not in plugins.hook_args("generator", cfg.name):
-            raise PluginError(f"{where} takes no add-on losses (its czsl_make_generator "
-                              "has no 'losses' argument); remove 'losses' from the "
-                              "scenario's [generator] table or pick a generator that "
-                              "supports them")
-        generator = CheckedGenerator(
-            plugins.make("generator", cfg.name, options, losses=losses, **sizes),
-            where, dataset.n_features).to(device)
-        built_generators.append(generator)
-        return generator
-
-    extra: list[SupervisedPlugin] = []
-    for kind in ("regularizer", "replay"):
-        cfg = getattr(scenario, kind)
-        args = {"stream": stream}
-        if kind == "replay":
-            args["make_generator"] = make_generator
-        built = _check_avalanche_plugins(
-            plugins.make(kind, cfg.name, cfg.options, **args), kind, cfg.name, plugins)
-        item = plugins.find(kind, cfg.name)
-        owners.update({id(p): (kind, cfg.name, item) for p in built})
-        extra += built
-    return Prepared(scenario=scenario, data_dir=data_dir, device=device, dataset=dataset,
-                    stream=stream, model=model, extra=extra, owners=owners,
-                    generator=scenario.generator.name if built_generators else None)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
                  runs_dir: Path = Path("runs"), progress: bool = True,
-                 echo: Callable[[str], None] = print) -> RunResult:
+                 echo: Callable[[str], None] = print,
+                 observers: Sequence[Observer] = ()) -> RunResult:
     """Run a scenario and write its run folder.
 
-    The folder is created only once :func:`prepare_run` has passed. After every task a
-    checkpoint is written into it (:mod:`czsl.checkpoint`); ``results.json`` only once
-    every task has finished, and then the checkpoint is removed. If a plugin fails
+    The folder is created only once :func:`czsl.build.build_run` has passed. After every
+    task a checkpoint is written into it (:mod:`czsl.checkpoint`); ``results.json`` only
+    once every task has finished, and then the checkpoint is removed. If a plugin fails
     before the first task has finished, the folder is removed again.
 
     :param scenario: the scenario.
@@ -260,18 +88,19 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     :param runs_dir: where run folders are created.
     :param progress: show a progress bar on stderr.
     :param echo: where to print notes.
+    :param observers: more observers of every task, after czsl's own.
     :raises CZSLError: for bad data, plugin names, options or devices.
     :raises PluginError: naming the plugin, if one raises during training.
     """
     started = time.perf_counter()
-    prepared = prepare_run(scenario, data_dir=data_dir, echo=echo)
+    built = build_run(scenario, data_dir=data_dir, echo=echo)
     run_dir = new_run_dir(runs_dir, scenario.name)
     document = scenario_to_dict(scenario)
-    document["protocol"] = {**document["protocol"], **_resolved(prepared.stream)}
+    document["protocol"] = {**document["protocol"], **_resolved(built.stream)}
     try:
         with run_lock(run_dir):
-            return _train(prepared, run_dir, document, started=started, progress=progress,
-                          echo=echo)
+            return _train(built, run_dir, document, started=started, progress=progress,
+                          echo=echo, observers=observers)
     except PluginError:
         if not has_checkpoint(run_dir):
             # no task finished: there is nothing to resume, and half a task is no result
@@ -285,7 +114,8 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
 
 
 def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = True,
-               echo: Callable[[str], None] = print) -> RunResult:
+               echo: Callable[[str], None] = print,
+               observers: Sequence[Observer] = ()) -> RunResult:
     """Continue a stopped run from the checkpoint of its last finished task.
 
     The scenario is the run's own ``scenario.toml``; data, stream, model and plugins are
@@ -298,6 +128,7 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
     :param data_dir: where the data are now; default: where the run read them.
     :param progress: show a progress bar on stderr.
     :param echo: where to print notes.
+    :param observers: more observers of every task, after czsl's own.
     :raises CZSLError: if the folder has finished or has no checkpoint, its
         ``scenario.toml``, data or plugin classes differ from the run's, or another
         process is running it; and for everything :func:`run_scenario` raises.
@@ -315,122 +146,133 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
                             "the edit, or start a new run with the edited scenario")
         if data_dir is None and checkpoint.data_dir is not None:
             data_dir = Path(checkpoint.data_dir)
-        prepared = prepare_run(scenario, data_dir=data_dir, echo=echo)
-        if prepared.fingerprint() != checkpoint.fingerprint:
+        built = build_run(scenario, data_dir=data_dir, echo=echo)
+        if built.fingerprint() != checkpoint.fingerprint:
             raise CZSLError(f"--resume {run_dir}: the data read from "
                             f"{data_dir or 'the synthetic generator'} differ from the data "
                             "the run started with; point --data-dir at the original data, "
                             "or start a new run")
-        if prepared.plugin_classes() != checkpoint.plugin_classes:
+        if built.plugin_classes() != checkpoint.plugin_classes:
             raise CZSLError(f"--resume {run_dir}: the run started with the plugin classes "
                             f"{checkpoint.plugin_classes}, the installed plugins build "
-                            f"{prepared.plugin_classes()}; reinstall the plugin versions "
+                            f"{built.plugin_classes()}; reinstall the plugin versions "
                             "the run started with, or start a new run")
         echo(f"note: resuming {run_dir} after task {checkpoint.step} "
              f"(tasks 0-{checkpoint.n_tasks - 1})")
-        return _train(prepared, run_dir, checkpoint.scenario, started=started,
-                      progress=progress, echo=echo, resume=checkpoint)
+        return _train(built, run_dir, checkpoint.scenario, started=started,
+                      progress=progress, echo=echo, observers=observers, resume=checkpoint)
 
 
-def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, started: float,
-           progress: bool, echo: Callable[[str], None],
+def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started: float,
+           progress: bool, echo: Callable[[str], None], observers: Sequence[Observer],
            resume: Checkpoint | None = None) -> RunResult:
     """Train the remaining tasks in ``run_dir``, checkpoint each, write the results."""
-    scenario, stream, device, model = (prepared.scenario, prepared.stream, prepared.device,
-                                       prepared.model)
-    dataset, extra = prepared.dataset, prepared.extra
-    data_id = prepared.fingerprint()
+    scenario, stream, device, learner = (built.scenario, built.stream, built.device,
+                                         built.learner)
+    timings = dict(built.timings)
     logger = RunLogger(run_dir)
     if resume is None:
         logger.write_scenario(document)
-    learner = ZSLLearner(
-        model=model, stream=stream, optimizer=make_optimizer(scenario, model.parameters()),
-        loss_classes=scenario.train.loss_classes, train_mb_size=scenario.train.batch_size,
-        train_epochs=scenario.train.epochs, eval_mb_size=scenario.train.eval_batch_size,
-        # LossLogger first: it must see the loss before regularizers add to it
-        device=device, plugins=[LossLogger(logger), *extra])
+    # first: it must see the loss before regularizers add to it; not checkpointed
+    learner.plugins.insert(0, LossLogger(logger))
     # live objects a plugin's state may point to: checkpointed as references
-    refs = {"learner": learner, "model": model, "optimizer": learner.optimizer,
-            "stream": stream, "run_logger": logger}
+    refs = {"learner": learner, "model": built.model, "optimizer": learner.optimizer,
+            "stream": built.view}
 
     history: list[torch.Tensor] = []
     elapsed = 0.0  # training time of earlier sessions
     if resume is not None:
         history = load_logits(run_dir, resume.step + 1, device)
+        built.start_task(resume.step)
         learner.load_state_dict(load_learner_state(resume.learner, refs))
         logger.purge_from(learner.clock.train_iterations)
         # the generators as they were at the end of the task, not as rebuilding left them
         set_rng_state(resume.rng)
         elapsed = resume.elapsed_s
     first = len(history)
-    bar = tqdm(range(first, stream.n_tasks), desc=f"{scenario.name}: tasks", unit="task",
-               total=stream.n_tasks, initial=first, disable=not progress, file=sys.stderr)
+    data_dir = None if built.data_dir is None else str(Path(built.data_dir).resolve())
+
+    def save(end: TaskEnd) -> None:
+        _checkpoint(built, refs, run_dir, end.logits, step=end.step,
+                    n_tasks=stream.n_tasks, scenario=document, data_dir=data_dir,
+                    fingerprint=built.fingerprint(), plugin_classes=built.plugin_classes(),
+                    elapsed_s=elapsed + time.perf_counter() - started, rng=rng_state())
+
+    everyone = [DivergenceCheck(), StepLogger(logger),
+                ProgressBar(scenario.name, stream.n_tasks, first, progress),
+                Checkpointer(save), *observers]
     step = first
     try:
-        for step in bar:
+        for step in range(first, stream.n_tasks):
             try:
-                learner.train_task(step)
-                logits = learner.test_logits()  # [N_test, C]
+                built.start_task(step)
+                with timed(timings, "training"):
+                    learner.train_task(step)
+                with timed(timings, "testing"):
+                    logits = predict(built.model, stream.test_x, n_classes=stream.n_classes,
+                                     batch_size=scenario.train.eval_batch_size,
+                                     device=device)  # [N_test, C]
             except Exception as exc:
-                failure = _plugin_failure(exc, prepared.owners, step, run_dir)
+                failure = plugin_failure(exc, built.owners, step, run_dir)
                 if failure is None and isinstance(exc, PluginError):
                     # a contract check (czsl.generators) already named the plugin
                     raise PluginError(f"{exc} (during task {step}). "
-                                      f"{_what_is_kept(run_dir, step)}") from exc
+                                      f"{what_is_kept(run_dir, step)}") from exc
                 if failure is None:  # czsl's own code failed: a bug, keep its traceback
                     raise
                 raise failure from exc
-            if not bool(torch.isfinite(logits).all()):  # one host read per task
-                raise DivergenceError(_diverged(model, step, scenario))
+            end = TaskEnd(step=step, built=built, run_dir=run_dir, logits=logits,
+                          history=[*history, logits], timings=timings)
+            for observer in everyone:
+                _observe(observer, end, timings)
             history.append(logits)
-            # the metrics of all steps so far: the logger keeps no state of its own
-            so_far = metrics.run_metrics(torch.stack(history), stream.test_y.to(device),
-                                         stream.class_to_task.to(device),
-                                         per_class=stream.per_class)
-            curve = metrics.seen_unseen_curve(logits, stream.test_y.to(device),
-                                              stream.seen_mask(step).to(device),
-                                              per_class=stream.per_class)
-            logger.log_step(step, so_far, curve)
-            now = {key: float(so_far.steps[key][step]) for key in ("SA", "UA", "H")}
-            bar.set_postfix(SA=f"{now['SA']:.1f}", UA=f"{now['UA']:.1f}", H=f"{now['H']:.1f}")
-            _checkpoint(prepared, learner, refs, run_dir, logits, step=step,
-                        n_tasks=stream.n_tasks, scenario=document,
-                        data_dir=None if prepared.data_dir is None else str(
-                            Path(prepared.data_dir).resolve()),
-                        fingerprint=data_id, plugin_classes=prepared.plugin_classes(),
-                        elapsed_s=elapsed + time.perf_counter() - started, rng=rng_state())
-        results = _results(scenario, dataset.source, stream, torch.stack(history), device)
-        results["generator"] = prepared.generator
-        # a replay that read unseen classes' attributes during training says so
-        results["semantic_transductive"] = any(
-            getattr(p, "semantic_transductive", False) is True for p in extra)
-        results["wall_time_s"] = elapsed + time.perf_counter() - started
-        results = json_ready(results)
-        logger.write_hparams(document, results)
-        logger.write_results(results)
+        with timed(timings, "results"):
+            results = _results(scenario, built.dataset.source, stream, torch.stack(history),
+                               device)
+            results["generator"] = built.generator
+            # a replay that read unseen classes' attributes during training says so
+            results["semantic_transductive"] = built.view.semantic_transductive
+            results["wall_time_s"] = elapsed + time.perf_counter() - started
+            results = json_ready(results)
+            logger.write_hparams(document, results)
+            logger.write_results(results)
+        for observer in everyone:
+            observer.after_run(results)
     except KeyboardInterrupt:
         if has_checkpoint(run_dir):
             echo(f"note: interrupted during task {step}; the tasks before it are saved: "
-                 f"continue with: czsl run --resume {run_dir}")
+                  f"continue with: czsl run --resume {run_dir}")
         raise
     finally:
-        bar.close()
+        for observer in everyone:
+            observer.close()
         logger.close()
     remove_checkpoint(run_dir)  # finished: nothing left to resume
-    return RunResult(run_dir, results)
+    return RunResult(run_dir, results, timings)
 
 
-def _checkpoint(prepared: Prepared, learner: ZSLLearner, refs: dict[str, Any], run_dir: Path,
-                logits: torch.Tensor, **fields: Any) -> None:
+def _observe(observer: Observer, end: TaskEnd, timings: dict[str, float]) -> None:
+    """Call ``observer.after_task(end)``; its time, less the metrics it computed, goes
+    to ``timings[observer.name]``."""
+    before = timings.get("metrics", 0.0)
+    start = time.perf_counter()
+    observer.after_task(end)
+    spent = time.perf_counter() - start - (timings.get("metrics", 0.0) - before)
+    timings[observer.name] = timings.get(observer.name, 0.0) + spent
+
+
+def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, logits: torch.Tensor,
+                **fields: Any) -> None:
     """Save a :class:`Checkpoint` of ``fields`` and the learner's state; name a plugin
     whose state cannot be saved."""
     step = fields["step"]
+    learner = built.learner
     try:
         blobs = dump_learner_state(learner.state_dict(), refs)
     except Unpicklable as exc:
         path = exc.path  # ("plugins", index, attribute, ...) or ("model", ...), ...
         plugin = learner.extra_plugins[path[1]] if path[0] == "plugins" else None
-        owner = None if plugin is None else prepared.owners.get(id(plugin))
+        owner = None if plugin is None else built.owners.get(id(plugin))
         if owner is None:  # czsl's own state: a bug
             raise RuntimeError(f"cannot checkpoint the learner's {path}") from exc.cause
         kind, name, item = owner
@@ -441,53 +283,8 @@ def _checkpoint(prepared: Prepared, learner: ZSLLearner, refs: dict[str, Any], r
             f"({type(exc.cause).__name__}: {exc.cause}). czsl saves every plugin's "
             f"__getstate__() after each task (see czsl.hookspecs); {type(plugin).__name__} "
             "needs __getstate__/__setstate__ that leave it out. "
-            + _what_is_kept(run_dir, step)) from exc.cause
+            + what_is_kept(run_dir, step)) from exc.cause
     save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields), logits)
-
-
-def _diverged(model: torch.nn.Module, step: int, scenario: Scenario) -> str:
-    """What a run whose test logits after task ``step`` are not finite is told."""
-    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-    what = (f"the model's {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''} hold NaN "
-            "or infinity" if bad else "the model's test logits hold NaN or infinity")
-    return (f"training diverged during task {step}: {what}. No results were written. "
-            f"Lower the learning rate (train.lr = {scenario.train.lr:g}) or the weight "
-            "of the regularizer or generator losses, and start the run again")
-
-
-def _what_is_kept(run_dir: Path, step: int) -> str:
-    """What a failure during task ``step`` leaves in ``run_dir``, and what to do."""
-    if step == 0:
-        return f"No task had finished, so {run_dir} was removed."
-    done = "task 0 is" if step == 1 else f"tasks 0-{step - 1} are"
-    return (f"In {run_dir}, {done} saved: once the plugin is fixed, continue with: "
-            f"czsl run --resume {run_dir}")
-
-
-def _plugin_failure(exc: Exception, owners: dict[int, tuple[str, str, Listed]], step: int,
-                    run_dir: Path) -> PluginError | None:
-    """A :class:`PluginError` naming the plugin that raised ``exc``, or ``None``.
-
-    The culprit is the innermost frame of the traceback that runs a method of an object
-    a plugin built (the model, a regularizer or replay plugin), unless czsl's own code
-    runs further in: then the error is czsl's (or a plugin misusing it) and is not
-    dressed up as a plugin failure.
-    """
-    culprit = None
-    for frame, _ in traceback.walk_tb(exc.__traceback__):
-        owner = owners.get(id(frame.f_locals.get("self")))
-        if owner is not None:
-            culprit = owner, frame
-        elif frame.f_globals.get("__name__", "").split(".")[0] == "czsl":
-            culprit = None
-    if culprit is None:
-        return None
-    (kind, name, item), frame = culprit
-    where = f"{type(frame.f_locals['self']).__name__}.{frame.f_code.co_name}"
-    return PluginError(
-        f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}) failed "
-        f"during task {step}, in {where}: {type(exc).__name__}: {exc}. "
-        f"{_what_is_kept(run_dir, step)} (czsl --debug shows the traceback.)")
 
 
 def _resolved(stream: CZSLStream) -> dict[str, Any]:

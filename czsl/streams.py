@@ -22,7 +22,10 @@ Protocols (``[protocol] name``):
 In every protocol the learner trains at task t on the train images of task t's classes
 only, and is tested on the *whole* test set, predicting among all classes: classes of
 tasks <= t are seen, the rest unseen. That evaluation does not go through Avalanche's
-per-experience test streams, which drop classes never trained on.
+per-experience test streams, which drop classes never trained on: the Avalanche benchmark
+holds the training experiences only, and the test set stays with the run
+(:attr:`CZSLStream.test_x`, :attr:`CZSLStream.test_y`), out of the learner's and the
+plugins' reach (they see a :class:`czsl.taskview.TaskView`).
 """
 
 from __future__ import annotations
@@ -61,9 +64,9 @@ PROTOCOL_DEFAULTS = {
 class CZSLStream:
     """A continual zero-shot stream: tasks of classes, their train data, one test set.
 
-    :param benchmark: the Avalanche benchmark; ``benchmark.train_stream[t]`` holds the
-        train images of task t's classes (batches are ``(x, y, task_label)``);
-        ``benchmark.test_stream[0]`` is the whole test set, all classes.
+    :param benchmark: the Avalanche benchmark of the training experiences:
+        ``benchmark.train_stream[t]`` holds the train images of task t's classes
+        (batches are ``(x, y, task_label)``). It holds no test data.
     :param tasks: class ids of each task, in training order.
     :param class_to_task: ``[C]`` long tensor: the task of each class, ``-1`` for a
         class no task trains (it is unseen at every step).
@@ -202,10 +205,9 @@ def build_stream(dataset: ZSLDataset, protocol: ProtocolConfig, seed: int) -> CZ
         experiences.append(_as_taskaware_supervised_classification_dataset(
             TensorDataset(features[idx], targets[idx])))
     test_sel = torch.from_numpy(np.sort(test_idx))
-    # one test experience: the whole test set, every class, never filtered by task
-    test = _as_taskaware_supervised_classification_dataset(
-        TensorDataset(features[test_sel], targets[test_sel]))
-    benchmark = with_classes_timeline(benchmark_from_datasets(train=experiences, test=[test]))
+    # training experiences only: the test set never enters Avalanche, so nothing the
+    # learner or a plugin can reach (an experience's origin_stream.benchmark) holds it
+    benchmark = with_classes_timeline(benchmark_from_datasets(train=experiences))
     return CZSLStream(
         benchmark=benchmark, tasks=tasks,
         class_to_task=torch.from_numpy(class_to_task),

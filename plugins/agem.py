@@ -34,11 +34,9 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_regularizer(name, options, stream):
+def czsl_make_regularizer(options, stream):
     """Avalanche's ``AGEMPlugin`` sized from the stream's tasks."""
-    if name != NAME:
-        return None
-    plugin = make_plugin(max(len(task) for task in stream.tasks),
+    plugin = make_plugin(max(stream.task_sizes),
                          dataset=stream.dataset_name, **options)
     past = stream.n_tasks - 1  # Avalanche draws sample_size // past_tasks from each
     if plugin.sample_size < past:

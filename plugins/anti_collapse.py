@@ -32,10 +32,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_generator_loss(name, options):
+def czsl_make_generator_loss(options):
     """An :class:`AntiCollapse` loss."""
-    if name != NAME:
-        return None
     return AntiCollapse(**options)
 
 

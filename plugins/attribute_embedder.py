@@ -41,10 +41,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_model(name, options, n_features, attributes):
+def czsl_make_model(options, n_features, attributes):
     """Build :func:`build_model` from the scenario's ``[model]`` options."""
-    if name != NAME:
-        return None
     return build_model(n_features, attributes, **options)
 
 

@@ -31,10 +31,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_generator(name, options, n_features, n_attributes, losses):
+def czsl_make_generator(options, n_features, n_attributes, losses):
     """A :class:`CVAE` for ``n_features``-d features and ``n_attributes``-d attributes."""
-    if name != NAME:
-        return None
     return CVAE(n_features, n_attributes, losses=losses, **options)
 
 

@@ -41,10 +41,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_regularizer(name, options):
+def czsl_make_regularizer(options):
     """Avalanche's ``EWCPlugin`` in online mode."""
-    if name != NAME:
-        return None
     return [make_plugin(**options)]
 
 

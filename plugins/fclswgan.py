@@ -47,10 +47,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_generator(name, options, n_features, n_attributes, losses):
+def czsl_make_generator(options, n_features, n_attributes, losses):
     """A :class:`FCLSWGAN` for ``n_features``-d features and ``n_attributes``-d attributes."""
-    if name != NAME:
-        return None
     return FCLSWGAN(n_features, n_attributes, losses=losses, **options)
 
 

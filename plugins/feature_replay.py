@@ -27,10 +27,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_replay(name, options):
+def czsl_make_replay(options):
     """Avalanche's ``ReplayPlugin`` with a class-balanced buffer."""
-    if name != NAME:
-        return None
     return [make_plugin(**options)]
 
 

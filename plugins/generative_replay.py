@@ -37,10 +37,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_replay(name, options, stream, make_generator):
+def czsl_make_replay(options, stream, make_generator):
     """The generative replay plugin around the scenario's generator."""
-    if name != NAME:
-        return None
     return [make_plugin(stream, make_generator, **options)]
 
 
@@ -48,7 +46,7 @@ def make_plugin(stream, make_generator, *, replay_per_class=300,
                 semantic_transductive=False):
     """Generative replay.
 
-    :param stream: the task stream.
+    :param stream: the task view (:class:`czsl.taskview.TaskView`).
     :param make_generator: builds the generator (see
         :func:`czsl.hookspecs.czsl_make_generator`); called once the options are checked.
     :param replay_per_class: features synthesised per past class at each task
@@ -58,6 +56,8 @@ def make_plugin(stream, make_generator, *, replay_per_class=300,
     """
     replay_per_class = integer("replay_per_class", replay_per_class)
     semantic_transductive = boolean("semantic_transductive", semantic_transductive)
+    if semantic_transductive:  # the view then reveals every class's attributes
+        stream.declare_transductive()
     return _plugin_class()(stream, make_generator(), replay_per_class, semantic_transductive)
 
 
@@ -93,24 +93,22 @@ def _plugin_class():
         def _synthesise(self, classes, device):
             """``replay_per_class`` features ``[K * n, D]`` and labels of ``classes``."""
             n = self.replay_per_class
-            attrs = self.stream.attributes[classes].float().to(device)  # [K, A]
+            attrs = self.stream.attributes_of(classes).to(device)  # [K, A]
             return self.generator.sample(attrs, n), classes.repeat_interleave(n)
 
         def after_train_dataset_adaptation(self, strategy, *args, **kwargs):
-            step = strategy.experience.current_experience
             device = strategy.device
-            c2t = self.stream.class_to_task
-            past = torch.nonzero((c2t >= 0) & (c2t < step))[:, 0]  # [P] class ids
+            past = self.stream.past_classes()  # [P] class ids
             x, y = task_features(strategy.adapted_dataset)  # real features of task t
             x_old, y_old = self._synthesise(past, device) if len(past) else (
                 x.new_zeros((0, x.shape[1])).to(device), y.new_zeros(0))
             # the generator learns task t without forgetting: real new + replayed old
             x_fit = torch.cat([x.to(device).float(), x_old])
             y_fit = torch.cat([y, y_old.cpu()])
-            self.generator.fit(x_fit, self.stream.attributes[y_fit].float().to(device))
+            self.generator.fit(x_fit, self.stream.attributes_of(y_fit).to(device))
             extra = [(x_old, y_old)]
             if self.semantic_transductive:
-                unseen = torch.nonzero((c2t > step) | (c2t < 0))[:, 0]
+                unseen = self.stream.hidden_classes()
                 if len(unseen):
                     extra.append(self._synthesise(unseen, device))
             x_syn = torch.cat([e[0] for e in extra]).cpu()

@@ -97,10 +97,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_generator_loss(name, options):
+def czsl_make_generator_loss(options):
     """A :class:`GradientMatching` loss."""
-    if name != NAME:
-        return None
     return GradientMatching(**options)
 
 

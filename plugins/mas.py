@@ -40,10 +40,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_regularizer(name, options):
+def czsl_make_regularizer(options):
     """The zero-shot MAS plugin."""
-    if name != NAME:
-        return None
     return [make_plugin(**options)]
 
 

@@ -34,10 +34,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_replay(name, options):
+def czsl_make_replay(options):
     """The cumulative-data plugin."""
-    if name != NAME:
-        return None
     return [make_plugin(**options)]
 
 

@@ -22,20 +22,16 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_regularizer(name, options):
+def czsl_make_regularizer(options):
     """No Avalanche plugin at all; ``options`` must be empty."""
-    if name != NAME:
-        return None
     if options:
         raise TypeError(f"the 'none' regularizer takes no options, got {sorted(options)}")
     return []
 
 
 @hookimpl
-def czsl_make_replay(name, options):
+def czsl_make_replay(options):
     """No Avalanche plugin at all; ``options`` must be empty."""
-    if name != NAME:
-        return None
     if options:
         raise TypeError(f"the 'none' replay takes no options, got {sorted(options)}")
     return []

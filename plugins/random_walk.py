@@ -89,10 +89,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_generator_loss(name, options):
+def czsl_make_generator_loss(options):
     """A :class:`RandomWalk` loss."""
-    if name != NAME:
-        return None
     return RandomWalk(**options)
 
 

@@ -58,3 +58,34 @@ def plugin_dir(tmp_path, monkeypatch):
     yield root
     for name in [m for m in sys.modules if m.startswith("czsl_test_")]:
         del sys.modules[name]
+
+
+class Tiny:
+    """A small stream for learner and plugin tests, used the way a run uses one.
+
+    Plugins and the learner get :attr:`view` (a fresh :class:`czsl.taskview.TaskView`);
+    :meth:`train` shows the view a task, as the run does, then trains it. Other
+    attributes (``tasks``, ``attributes``, ``test_y``, ``seen_mask``, ...) are the
+    stream's.
+    """
+
+    def __init__(self, stream) -> None:
+        from czsl.build import make_view
+
+        self.stream = stream
+        self.view = make_view(stream)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+    def learner(self, plugins, *, model, optimizer, **train):
+        """A :class:`czsl.learner.ZSLLearner` on :attr:`view` (Avalanche's arguments)."""
+        from czsl.learner import ZSLLearner
+
+        return ZSLLearner(model=model, view=self.view, optimizer=optimizer, plugins=plugins,
+                          **train)
+
+    def train(self, learner, step: int) -> None:
+        """Show the view task ``step``, then train it."""
+        self.view.start_task(step, self.stream.tasks, self.stream.attributes)
+        learner.train_task(step)

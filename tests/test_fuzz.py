@@ -3,7 +3,7 @@
 The readers of ``.mat`` / ``.npz`` files are fuzzed in tests/test_data.py. Here: random
 TOML documents, random scenario file contents (valid files cut, flipped and spliced,
 and random text), random ``--set`` overrides; and, for scenarios the parser accepts,
-everything a run does before it trains (:func:`czsl.run.prepare_run`) raises only
+everything a run does before it trains (:func:`czsl.build.build_run`) raises only
 :class:`czsl.errors.CZSLError`, and the values that reach numpy and the file system are
 ones they accept.
 """
@@ -217,7 +217,7 @@ _PREPARE_OVERRIDES = st.fixed_dictionaries({}, optional={
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_PREPARE_OVERRIDES)
 def test_everything_before_training_only_raises_czsl_errors(values):
-    from czsl.run import prepare_run
+    from czsl.build import build_run
 
     overrides = [f"{key}={tomli_w.dumps({'v': value})[4:].strip()}"
                  for key, value in values.items()]
@@ -228,7 +228,7 @@ def test_everything_before_training_only_raises_czsl_errors(values):
                                         "data.synthesis.samples_per_class=5",
                                         "data.synthesis.n_unseen=2",
                                         "protocol.task_sizes=[2, 2, 2]", *overrides])
-        prepared = prepare_run(scenario, echo=lambda _: None)
+        prepared = build_run(scenario, echo=lambda _: None)
     except CZSLError:
         return
     assert prepared.stream.n_tasks == len(prepared.stream.tasks) >= 1

@@ -12,9 +12,11 @@ from czsl.data.synthetic import make_synthetic
 from czsl.errors import ConfigError, PluginError
 from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner
+from tests.conftest import Tiny
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs
-from czsl.run import format_results, prepare_run, run_scenario
+from czsl.build import build_run
+from czsl.run import format_results, run_scenario
 from czsl.streams import build_stream
 from czsl_plugins import anti_collapse, cvae, fclswgan
 from tests.conftest import write_plugin_package
@@ -39,20 +41,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stream():
     data = make_synthetic(n_classes=10, n_attributes=4, n_features=8, samples_per_class=20,
                           n_unseen=2, seed=0)
-    return build_stream(data, ProtocolConfig(name="grw", task_sizes=[3, 3, 2]), seed=0)
+    return Tiny(build_stream(data, ProtocolConfig(name="grw", task_sizes=[3, 3, 2]), seed=0))
 
 
 def _learner(stream, plugins, epochs=1):
     torch.manual_seed(0)
     model = Plugins().make("model", "attribute_embedder", {"hidden_dims": [16]},
                            n_features=8, attributes=stream.attributes)
-    return ZSLLearner(model=model, stream=stream, plugins=plugins, train_mb_size=16,
-                      loss_classes="seen", train_epochs=epochs,
-                      optimizer=torch.optim.SGD(model.parameters(), lr=1e-2))
+    return stream.learner(plugins, model=model, train_mb_size=16, loss_classes="seen",
+                          train_epochs=epochs,
+                          optimizer=torch.optim.SGD(model.parameters(), lr=1e-2))
 
 
 class _Labels(SupervisedPlugin):
@@ -290,19 +292,19 @@ def test_contract_breaches_name_the_generator(mode, words):
 
 def test_unknown_generator_name_lists_the_installed_ones():
     with pytest.raises(PluginError, match="unknown generator 'cvea'.*cvae.*Did you mean"):
-        prepare_run(load_scenario(None, TINY + ["generator=cvea"]), echo=lambda _: None)
+        build_run(load_scenario(None, TINY + ["generator=cvea"]), echo=lambda _: None)
 
 
 # ------------------------------------------------------------------- feature replay
 
 
 def test_feature_replay_buffer_is_class_balanced_and_replayed(stream, no_generator):
-    [replay] = Plugins().make("replay", "feature_replay", {"mem_size": 30}, stream=stream,
+    [replay] = Plugins().make("replay", "feature_replay", {"mem_size": 30}, stream=stream.view,
                               make_generator=no_generator)
     spy = _Labels()
     learner = _learner(stream, [replay, spy])
-    learner.train_task(0)
-    learner.train_task(1)
+    stream.train(learner, 0)
+    stream.train(learner, 1)
     sizes = {c: len(group.buffer) for c, group in replay.storage_policy.buffer_groups.items()}
     assert sizes == {c: 5 for c in (*stream.tasks[0], *stream.tasks[1])}
     assert spy.labels[0] == set(stream.tasks[0])
@@ -338,11 +340,11 @@ def test_generative_replay_reads_only_seen_attributes_unless_transductive(stream
     spy_gen, labels = _Spy(), _Labels()
     [replay] = Plugins().make("replay", "generative_replay",
                               {"replay_per_class": 4, "semantic_transductive": transductive},
-                              stream=stream,
+                              stream=stream.view,
                               make_generator=lambda: CheckedGenerator(spy_gen, "spy", 8))
     learner = _learner(stream, [replay, labels])
     for step in range(stream.n_tasks):
-        learner.train_task(step)
+        stream.train(learner, step)
     row_class = {tuple(a.tolist()): c for c, a in enumerate(stream.attributes)}
     assert len(row_class) == stream.n_classes  # rows tell classes apart
     task_of = stream.class_to_task.tolist()

@@ -28,6 +28,7 @@ from czsl.errors import OptionError, PluginError
 from czsl.options import boolean, choice, integer, number
 from czsl.plugins import Plugins
 from czsl.streams import build_stream
+from tests.conftest import Tiny
 
 NAN, INF = math.nan, math.inf
 
@@ -142,17 +143,17 @@ def test_the_table_covers_every_built_in_and_every_option():
         assert defaults == set(bad), (kind, name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stream():
     data = make_synthetic(n_classes=9, n_attributes=4, n_features=8, samples_per_class=10,
                           n_unseen=3, seed=0)
-    return build_stream(data, ProtocolConfig(name="grw", task_sizes=[2, 2, 2]), seed=0)
+    return Tiny(build_stream(data, ProtocolConfig(name="grw", task_sizes=[2, 2, 2]), seed=0))
 
 
 def _make(kind, name, options, stream):
     args = {"model": {"n_features": 8, "attributes": stream.attributes},
-            "regularizer": {"stream": stream},
-            "replay": {"stream": stream, "make_generator": lambda: Plugins().make(
+            "regularizer": {"stream": stream.view},
+            "replay": {"stream": stream.view, "make_generator": lambda: Plugins().make(
                 "generator", "cvae", {"hidden": 8}, n_features=8, n_attributes=4)},
             "generator": {"n_features": 8, "n_attributes": 4},
             "generator_loss": {"n_features": 8, "n_attributes": 4}}[kind]

@@ -11,25 +11,25 @@ from avalanche.training.plugins import AGEMPlugin, EWCPlugin, MASPlugin
 
 from czsl.config import ProtocolConfig, load_scenario
 from czsl.data.synthetic import make_synthetic
-from czsl.learner import ZSLLearner
+from tests.conftest import Tiny
 from czsl.plugins import Plugins
 from czsl.run import run_scenario
 from czsl.streams import build_stream
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def stream():
     data = make_synthetic(n_classes=9, n_attributes=4, n_features=8, samples_per_class=30,
                           n_unseen=3, seed=0)
-    return build_stream(data, ProtocolConfig(name="grw", task_sizes=[3, 3, 3]), seed=0)
+    return Tiny(build_stream(data, ProtocolConfig(name="grw", task_sizes=[3, 3, 3]), seed=0))
 
 
 def _learner(stream, plugins, seed=0, lr=1e-2, epochs=2):
     torch.manual_seed(seed)
     model = Plugins().make("model", "attribute_embedder", {"hidden_dims": [16]},
                            n_features=8, attributes=stream.attributes)
-    return ZSLLearner(model=model, stream=stream, plugins=plugins, train_mb_size=16,
-                      train_epochs=epochs, optimizer=torch.optim.SGD(model.parameters(), lr=lr))
+    return stream.learner(plugins, model=model, train_mb_size=16, train_epochs=epochs,
+                          optimizer=torch.optim.SGD(model.parameters(), lr=lr))
 
 
 def _params(model):
@@ -39,7 +39,7 @@ def _params(model):
 @pytest.mark.parametrize("name, cls", [("ewc_online", EWCPlugin), ("mas", MASPlugin),
                                         ("agem", AGEMPlugin)])
 def test_regularizers_are_avalanche_plugins_with_paper_defaults(stream, name, cls):
-    [plugin] = Plugins().make("regularizer", name, {}, stream=stream)
+    [plugin] = Plugins().make("regularizer", name, {}, stream=stream.view)
     assert isinstance(plugin, cls)
     if name == "ewc_online":
         assert (plugin.ewc_lambda, plugin.mode, plugin.decay_factor) == (10.0, "online", 0.99)
@@ -71,10 +71,10 @@ class _PenaltySpy(SupervisedPlugin):
 def test_penalty_is_zero_on_first_task_and_positive_after(stream, name):
     first, last = _PenaltySpy(), _PenaltySpy()
     reg = Plugins().make("regularizer", name, {"ewc_lambda" if name == "ewc_online"
-                                               else "lambda_reg": 100.0}, stream=stream)
+                                               else "lambda_reg": 100.0}, stream=stream.view)
     learner = _learner(stream, [first, *reg, last])
     for step in range(2):
-        learner.train_task(step)
+        stream.train(learner, step)
     # the spy before the regularizer sees the cross-entropy, the one after it the total
     penalties = [(t, total - ce) for (t, ce), (_, total) in zip(first.losses, last.losses)]
     assert all(p == 0.0 for t, p in penalties if t == 0)
@@ -89,14 +89,14 @@ def test_strong_penalty_pulls_important_parameters_back(stream, name, key, stron
     strengths are the largest that SGD at lr 1e-2 survives on this model)."""
     drift = {}
     for strength in (0.0, strong):
-        [reg] = Plugins().make("regularizer", name, {key: strength}, stream=stream)
+        [reg] = Plugins().make("regularizer", name, {key: strength}, stream=stream.view)
         learner = _learner(stream, [reg], lr=1e-2, epochs=3)
-        learner.train_task(0)
+        stream.train(learner, 0)
         anchor = {n: p.detach().clone() for n, p in learner.model.named_parameters()}
         importance = (reg.importances[max(reg.importances)] if name == "ewc_online"
                       else reg.importance)
         importance = {n: v.data.clone() for n, v in importance.items()}
-        learner.train_task(1)
+        stream.train(learner, 1)
         drift[strength] = sum(float((importance[n] * (p.detach() - anchor[n]) ** 2).sum())
                               for n, p in learner.model.named_parameters())
     assert drift[strong] < ratio * drift[0.0], drift
@@ -105,9 +105,9 @@ def test_strong_penalty_pulls_important_parameters_back(stream, name, key, stron
 def test_ewc_fisher_is_min_max_normalized_unless_asked_not_to(stream):
     for normalize in (True, False):
         [reg] = Plugins().make("regularizer", "ewc_online", {"normalize": normalize},
-                               stream=stream)
+                               stream=stream.view)
         learner = _learner(stream, [reg], epochs=1)
-        learner.train_task(0)
+        stream.train(learner, 0)
         values = torch.cat([v.data.flatten() for v in reg.importances[0].values()])
         if normalize:
             assert float(values.min()) == 0.0 and float(values.max()) == pytest.approx(1.0)
@@ -122,7 +122,7 @@ def test_mas_importance_uses_visible_logits_in_eval_mode(stream):
     from czsl_plugins.mas import mas_importance
 
     learner = _learner(stream, [])
-    learner.train_task(0)
+    stream.train(learner, 0)
     model = learner.model
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)][0]
     dataset = stream.benchmark.train_stream[0].dataset
@@ -163,17 +163,17 @@ def test_mas_merges_importances_by_avalanches_rule_or_the_references(stream, mon
 
     monkeypatch.setattr(mas_module, "mas_importance", recorded)
     [plugin] = Plugins().make("regularizer", "mas", {} if gamma is None else {"gamma": gamma},
-                              stream=stream)
+                              stream=stream.view)
     learner = _learner(stream, [plugin])
     for step in range(2):
-        learner.train_task(step)
+        stream.train(learner, step)
     assert len(per_task) == 2
     for name, got in plugin.importance.items():
         old, new = per_task[0][name], per_task[1][name]
         want = 0.5 * old + 0.5 * new if gamma is None else gamma * old + new
         assert torch.allclose(got.data, want), name
     with pytest.raises(Exception, match="gamma"):
-        Plugins().make("regularizer", "mas", {"gamma": 1.5}, stream=stream)
+        Plugins().make("regularizer", "mas", {"gamma": 1.5}, stream=stream.view)
 
 
 def _without_drawing(fn):
@@ -203,11 +203,11 @@ def test_zero_penalty_trains_exactly_like_sequential(stream, monkeypatch, name, 
     def train(plugins):
         learner = _learner(stream, plugins, epochs=2)
         for step in range(3):
-            learner.train_task(step)
+            stream.train(learner, step)
         return learner.model.state_dict()  # weights and ClassNorm's running statistics
 
     sequential = train([])
-    [plugin] = Plugins().make("regularizer", name, options, stream=stream)
+    [plugin] = Plugins().make("regularizer", name, options, stream=stream.view)
     placebo = train([plugin])
     assert plugin.importance if name == "mas" else plugin.importances  # it did its work
     assert sequential.keys() == placebo.keys()
@@ -231,11 +231,11 @@ class _DotSpy(SupervisedPlugin):
 
 
 def test_agem_projected_gradient_never_opposes_the_reference(stream):
-    [agem] = Plugins().make("regularizer", "agem", {"samples_per_class": 5}, stream=stream)
+    [agem] = Plugins().make("regularizer", "agem", {"samples_per_class": 5}, stream=stream.view)
     spy = _DotSpy(agem)
     learner = _learner(stream, [agem, spy], lr=0.05)
     for step in range(3):
-        learner.train_task(step)
+        stream.train(learner, step)
     assert len(agem.buffers) == 3 and len(spy.dots) > 10
     assert min(spy.dots) >= -1e-6, min(spy.dots)
 
@@ -247,11 +247,11 @@ def test_multitask_trains_on_every_task_seen_so_far(stream, no_generator):
         def before_training_epoch(self, strategy, *args, **kwargs):
             seen_labels.append({int(y) for _, y, _ in strategy.adapted_dataset})
 
-    replay = Plugins().make("replay", "multitask", {}, stream=stream,
+    replay = Plugins().make("replay", "multitask", {}, stream=stream.view,
                             make_generator=no_generator)
     learner = _learner(stream, [*replay, _Labels()], epochs=1)
     for step in range(3):
-        learner.train_task(step)
+        stream.train(learner, step)
     assert seen_labels == [set(range(3)), set(range(6)), set(range(9))]
 
 
@@ -265,14 +265,14 @@ def test_multitask_iteration_cap_stops_each_task(stream, no_generator):
         def after_training_iteration(self, strategy, *args, **kwargs):
             counts[-1] += 1
 
-    replay = Plugins().make("replay", "multitask", {"max_iterations": 7}, stream=stream,
+    replay = Plugins().make("replay", "multitask", {"max_iterations": 7}, stream=stream.view,
                             make_generator=no_generator)
     learner = _learner(stream, [*replay, _Count()], epochs=5)
     for step in range(3):
-        learner.train_task(step)
+        stream.train(learner, step)
     assert counts == [7, 7, 7]  # uncapped: 5 epochs x 2+ batches per task
     with pytest.raises(Exception, match="max_iterations must be a positive integer"):
-        Plugins().make("replay", "multitask", {"max_iterations": 0}, stream=stream,
+        Plugins().make("replay", "multitask", {"max_iterations": 0}, stream=stream.view,
                        make_generator=no_generator)
 
 

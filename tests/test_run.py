@@ -81,33 +81,41 @@ class _VisibleSpy(SupervisedPlugin):
 
 
 def test_training_never_uses_attributes_of_classes_not_yet_seen(tmp_path):
-    from czsl.data.synthetic import make_synthetic
     from czsl.config import ProtocolConfig
-    from czsl.learner import ZSLLearner
+    from czsl.data.synthetic import make_synthetic
     from czsl.plugins import Plugins
+    from czsl.predict import predict
     from czsl.streams import build_stream
+    from tests.conftest import Tiny
 
     data = make_synthetic(n_classes=9, n_attributes=4, n_features=8, samples_per_class=20,
                           n_unseen=3, seed=0)
-    stream = build_stream(data, ProtocolConfig(name="grw", task_sizes=[3, 3, 3]), seed=0)
+    stream = Tiny(build_stream(data, ProtocolConfig(name="grw", task_sizes=[3, 3, 3]), seed=0))
     model = Plugins().make("model", "attribute_embedder", {"hidden_dims": [16]},
                            n_features=8, attributes=stream.attributes)
     rows_embedded = []
     model.embedder.register_forward_hook(lambda m, inp, out: rows_embedded.append(inp[0]))
     spy = _VisibleSpy()
-    learner = ZSLLearner(model=model, stream=stream,
-                         optimizer=torch.optim.Adam(model.parameters(), 1e-3),
-                         train_mb_size=8, train_epochs=1, plugins=[spy])
+    learner = stream.learner([spy], model=model,
+                             optimizer=torch.optim.Adam(model.parameters(), 1e-3),
+                             train_mb_size=8, train_epochs=1)
     for step in range(3):
         rows_embedded.clear()
-        learner.train_task(step)
+        stream.train(learner, step)
         seen = stream.seen_mask(step)
         allowed = stream.attributes[seen]
         for rows in rows_embedded:  # the embedder only ever saw seen classes' attributes
             assert rows.shape[0] == int(seen.sum())
             assert torch.equal(rows, model.attributes[seen])
         assert allowed.shape[0] == 3 * (step + 1)
-        logits = learner.test_logits()
+        # the view a plugin sees: the visible classes' attributes, nothing of the others
+        assert torch.equal(stream.view.visible, seen)
+        assert torch.equal(stream.view.attributes_of(torch.nonzero(seen)[:, 0]),
+                           stream.attributes[seen].float())
+        if step < 2:
+            with pytest.raises(PermissionError, match="not visible"):
+                stream.view.attributes_of(torch.nonzero(~seen)[:, 0])
+        logits = predict(model, stream.test_x, n_classes=9, batch_size=64, device="cpu")
         assert torch.isfinite(logits).all() and logits.shape == (stream.test_y.numel(), 9)
     for step, visible, finite, labels in spy.records:
         assert torch.equal(visible, stream.seen_mask(step))

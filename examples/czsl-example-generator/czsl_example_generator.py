@@ -24,10 +24,8 @@ def czsl_components():
 
 
 @hookimpl
-def czsl_make_generator(name, options, n_features, n_attributes):
-    """Build the generator when a scenario's ``[generator] name`` is ours, else ``None``."""
-    if name != NAME:
-        return None
+def czsl_make_generator(options, n_features, n_attributes):
+    """Build the generator: czsl asks this hook only for the names it declared."""
     # the rest of the [generator] table are keyword arguments: a typo is an error
     return GaussianGenerator(n_features, n_attributes, **options)
 

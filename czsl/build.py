@@ -1,0 +1,256 @@
+"""One place that builds a run: scenario + data folder -> everything a run needs.
+
+:func:`build_run` reads the data, splits it into tasks, builds the model, the
+regularizer, the replay (and the generator and its losses when the replay asks for
+one), the optimizer and the learner, and checks every plugin's hook contract as it goes.
+``czsl run``, ``czsl run --resume``, sweeps, tests and benchmarks all build runs here;
+nothing else constructs a :class:`czsl.learner.ZSLLearner` (tests of the learner itself
+use :func:`make_learner`).
+
+Nothing is written: every bad input a run can detect before training is raised here,
+before a run folder exists.
+
+What plugins receive is a :class:`czsl.taskview.TaskView`, never the stream itself: the
+test set stays in :attr:`BuiltRun.stream`, which only the run (testing outside the
+learner) reads.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from avalanche.core import SupervisedPlugin
+
+from czsl.checkpoint import fingerprint
+from czsl.config import Scenario, TrainConfig
+from czsl.data import ZSLDataset, load_dataset
+from czsl.errors import ConfigError, CZSLError, PluginError
+from czsl.generators import CheckedGenerator, GeneratorLosses
+from czsl.learner import ZSLLearner
+from czsl.plugins import Listed, Plugins
+from czsl.streams import CZSLStream, build_stream
+from czsl.taskview import TaskView
+
+
+@dataclass
+class BuiltRun:
+    """Everything a run needs, built and checked; no folder exists yet.
+
+    :param scenario: the scenario.
+    :param data_dir: the data folder it was read from (``None`` for synthetic data).
+    :param device: the torch device.
+    :param dataset: the data.
+    :param stream: the task stream, with the test set (the run's, never a plugin's).
+    :param view: what the learner and the plugins see of the stream.
+    :param model: the model, on ``device``.
+    :param extra: the regularizer's and the replay's Avalanche plugins, in order.
+    :param learner: the learner, holding the model, the view and ``extra``.
+    :param owners: ``id()`` of each object a plugin built (the model, each Avalanche
+        plugin) -> ``(kind, name, listing)`` of its component, to name it when it fails.
+    :param generator: the ``[generator]`` name if the replay built one, else ``None``.
+    :param timings: seconds spent reading the data (``"data"``) and building the rest
+        (``"setup"``).
+    """
+
+    scenario: Scenario
+    data_dir: Path | None
+    device: torch.device
+    dataset: ZSLDataset
+    stream: CZSLStream
+    view: TaskView
+    model: torch.nn.Module
+    extra: list[SupervisedPlugin]
+    learner: ZSLLearner
+    owners: dict[int, tuple[str, str, Listed]]
+    generator: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """A hash of the data and the task split, to check a resumed run reads the same."""
+        return fingerprint(self.dataset.features, self.dataset.labels,
+                           self.dataset.attributes, self.stream.tasks, self.stream.test_y)
+
+    def plugin_classes(self) -> list[str]:
+        """Qualified class names of :attr:`extra`, in order."""
+        return [f"{type(p).__module__}.{type(p).__qualname__}" for p in self.extra]
+
+    def start_task(self, step: int) -> None:
+        """Show the view (and so the learner and plugins) the classes of task ``step``."""
+        self.view.start_task(step, self.stream.tasks, self.stream.attributes)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"cpu"`` or ``"cuda"``, checking that CUDA is really there."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CZSLError("--device cuda was asked for but torch sees no CUDA GPU "
+                        f"(torch {torch.__version__}); use --device cpu, or install a "
+                        "CUDA build of torch on a machine with a GPU")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(train: TrainConfig, params) -> torch.optim.Optimizer:
+    """The optimizer named by ``[train]``."""
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum,
+                               weight_decay=train.weight_decay)
+    return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def make_view(stream: CZSLStream) -> TaskView:
+    """The :class:`TaskView` of ``stream`` before its first task."""
+    return TaskView(dataset_name=stream.dataset_name,
+                    task_sizes=tuple(len(t) for t in stream.tasks),
+                    n_classes=stream.n_classes,
+                    n_attributes=int(stream.attributes.shape[1]),
+                    train_experiences=stream.benchmark.train_stream)
+
+
+def make_learner(model: torch.nn.Module, view: TaskView, train: TrainConfig,
+                 device: torch.device, plugins: list[SupervisedPlugin]) -> ZSLLearner:
+    """The learner for ``model`` with ``[train]``'s optimizer and schedule."""
+    return ZSLLearner(
+        model=model, view=view, optimizer=make_optimizer(train, model.parameters()),
+        loss_classes=train.loss_classes, train_mb_size=train.batch_size,
+        train_epochs=train.epochs, eval_mb_size=train.eval_batch_size, device=device,
+        plugins=plugins)
+
+
+def build_run(scenario: Scenario, *, data_dir: Path | None = None,
+              echo: Callable[[str], None] = print) -> BuiltRun:
+    """Check the device, read the data, split it into tasks, build and check every
+    component, and the learner.
+
+    :param scenario: the scenario.
+    :param data_dir: the folder with the dataset's files (not needed for synthetic).
+    :param echo: where to print notes about the stream.
+    :raises CZSLError: for bad data, task splits, plugin names, options or devices;
+        :class:`PluginError` naming the plugin when one breaks its hook contract.
+    """
+    started = time.perf_counter()
+    device = resolve_device(scenario.device)
+    plugins = Plugins()
+    dataset = load_dataset(scenario.data.dataset, data_dir, features=scenario.data.features,
+                           seed=scenario.seed, options=scenario.data.synthesis)
+    seed_everything(scenario.seed)
+    stream = build_stream(dataset, scenario.protocol, scenario.seed)
+    for note in stream.notes:
+        echo(f"note: {note}")
+    loaded = time.perf_counter()
+    view = make_view(stream)
+
+    model = _check_model(plugins.make("model", scenario.model.name, scenario.model.options,
+                                      n_features=dataset.n_features,
+                                      attributes=stream.attributes),
+                         scenario.model.name, plugins).to(device)
+    owners = {id(model): ("model", scenario.model.name,
+                          plugins.find("model", scenario.model.name))}
+    plugins.find("generator", scenario.generator.name)  # a misspelled name fails here
+    built_generators: list[CheckedGenerator] = []
+
+    def make_generator() -> CheckedGenerator:
+        """The scenario's ``[generator]``, for a replay plugin that asks for one."""
+        generator = _make_generator(plugins, scenario, dataset.n_features,
+                                    view.n_attributes).to(device)
+        built_generators.append(generator)
+        return generator
+
+    extra: list[SupervisedPlugin] = []
+    for kind in ("regularizer", "replay"):
+        cfg = getattr(scenario, kind)
+        args: dict[str, Any] = {"stream": view}
+        if kind == "replay":
+            args["make_generator"] = make_generator
+        built = _check_avalanche_plugins(
+            plugins.make(kind, cfg.name, cfg.options, **args), kind, cfg.name, plugins)
+        item = plugins.find(kind, cfg.name)
+        owners.update({id(p): (kind, cfg.name, item) for p in built})
+        extra += built
+    learner = make_learner(model, view, scenario.train, device, extra)
+    return BuiltRun(scenario=scenario, data_dir=data_dir, device=device, dataset=dataset,
+                    stream=stream, view=view, model=model, extra=extra, learner=learner,
+                    owners=owners,
+                    generator=scenario.generator.name if built_generators else None,
+                    timings={"data": loaded - started,
+                             "setup": time.perf_counter() - loaded})
+
+
+# ------------------------------------------------------------ hook contracts
+
+
+def _check_model(model: Any, name: str, plugins: Plugins) -> torch.nn.Module:
+    """The model hook's result must keep the contract in :mod:`czsl.hookspecs`."""
+    item = plugins.find("model", name)
+    if not isinstance(model, torch.nn.Module) or not callable(
+            getattr(model, "set_visible_classes", None)):
+        raise PluginError(f"model {name!r} (plugin {item.plugin!r} from {item.package}) "
+                          f"returned {type(model).__name__}; czsl_make_model must return a "
+                          "torch.nn.Module with set_visible_classes(mask)")
+    return model
+
+
+def _check_avalanche_plugins(result: Any, kind: str, name: str,
+                             plugins: Plugins) -> list[SupervisedPlugin]:
+    """Regularizer / replay hooks must return a list of Avalanche plugins."""
+    item = plugins.find(kind, name)
+    if not isinstance(result, (list, tuple)) or not all(
+            isinstance(p, SupervisedPlugin) for p in result):
+        raise PluginError(f"{kind} {name!r} (plugin {item.plugin!r} from {item.package}) "
+                          f"returned {result!r}; czsl_make_{kind} must return a list of "
+                          "avalanche.core.SupervisedPlugin")
+    return list(result)
+
+
+def _make_generator(plugins: Plugins, scenario: Scenario, n_features: int,
+                    n_attributes: int) -> CheckedGenerator:
+    """The scenario's ``[generator]`` with its add-on losses, wrapped in its checks."""
+    cfg = scenario.generator
+    item = plugins.find("generator", cfg.name)
+    where = f"generator {cfg.name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
+    options = dict(cfg.options)
+    sizes = {"n_features": n_features, "n_attributes": n_attributes}
+    losses = make_generator_losses(plugins, options.pop("losses", []), sizes)
+    if len(losses) and "losses" not in plugins.hook_args("generator", cfg.name):
+        raise PluginError(f"{where} takes no add-on losses (its czsl_make_generator has no "
+                          "'losses' argument); remove 'losses' from the scenario's "
+                          "[generator] table or pick a generator that supports them")
+    return CheckedGenerator(plugins.make("generator", cfg.name, options, losses=losses,
+                                         **sizes), where, n_features)
+
+
+def make_generator_losses(plugins: Plugins, specs: Any,
+                          sizes: dict[str, int]) -> GeneratorLosses:
+    """Build the ``losses`` list of a ``[generator]`` table.
+
+    :param specs: a list of tables, each with a ``name`` (a ``generator_loss``
+        component) and that loss's options.
+    :param sizes: ``n_features`` and ``n_attributes``.
+    :raises ConfigError: if ``specs`` is not a list of tables with names.
+    :raises PluginError: for an unknown name or options the loss rejects.
+    """
+    if not isinstance(specs, list) or not all(
+            isinstance(spec, dict) and isinstance(spec.get("name"), str) for spec in specs):
+        raise ConfigError(f"[generator] losses must be a list of tables with a name, e.g. "
+                          f"losses = [{{name = \"anti_collapse\", weight = 0.2}}]; got "
+                          f"{specs!r}. 'czsl plugins' lists the generator losses")
+    built = []
+    for spec in specs:
+        options = dict(spec)
+        name = options.pop("name")
+        item = plugins.find("generator_loss", name)
+        built.append((f"generator loss {name!r} (plugin {item.plugin!r} from {item.package} "
+                      f"{item.version})",
+                      plugins.make("generator_loss", name, options, **sizes)))
+    return GeneratorLosses(built)
