@@ -159,11 +159,12 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
                           plugins.find("model", scenario.model.name))}
     plugins.find("generator", scenario.generator.name)  # a misspelled name fails here
     built_generators: list[CheckedGenerator] = []
+    # what the closure below holds is what a replay plugin can reach: sizes, not data
+    n_features, n_attributes = dataset.n_features, view.n_attributes
 
     def make_generator() -> CheckedGenerator:
         """The scenario's ``[generator]``, for a replay plugin that asks for one."""
-        generator = _make_generator(plugins, scenario, dataset.n_features,
-                                    view.n_attributes).to(device)
+        generator = _make_generator(plugins, scenario, n_features, n_attributes).to(device)
         built_generators.append(generator)
         return generator
 
