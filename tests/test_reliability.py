@@ -154,10 +154,10 @@ def test_killed_run_resumes_through_the_cli_to_the_same_results(tmp_path):
                              "--runs-dir", str(run_dir.parent), "--name", "k", *sets],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     try:
-        deadline = time.monotonic() + 120
-        while True:  # wait for task 1's checkpoint; the run then has 3 tasks to go
+        # wait for task 1's checkpoint (no time limit: a loaded machine is slow, not
+        # wrong); the run then has 3 tasks of 30 epochs to go
+        while True:
             assert proc.poll() is None, f"the run ended before it was killed: {proc.stderr.read()}"
-            assert time.monotonic() < deadline, "no checkpoint of task 1 within 120 s"
             if (run_dir / CHECKPOINT_DIR / STATE_FILE).is_file() and load_checkpoint(
                     run_dir).step >= 1:
                 break
