@@ -30,8 +30,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 from tqdm import tqdm
 
-import czsl
 from czsl import metrics
+from czsl.board import LossLogger, RunLogger
 from czsl.checkpoint import (
     Checkpoint,
     Unpicklable,
@@ -43,7 +43,6 @@ from czsl.checkpoint import (
     load_logits,
     remove_checkpoint,
     rng_state,
-    run_lock,
     save_checkpoint,
     set_rng_state,
 )
@@ -52,8 +51,9 @@ from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import ConfigError, CZSLError, DivergenceError, PluginError
 from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner
-from czsl.logging import LossLogger, RunLogger, json_ready, new_run_dir
 from czsl.plugins import Listed, Plugins
+from czsl.results import resolved_protocol, results_document
+from czsl.runfolder import json_ready, new_run_dir, run_lock, write_results, write_scenario
 from czsl.streams import CZSLStream, build_stream
 
 
@@ -267,7 +267,7 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     prepared = prepare_run(scenario, data_dir=data_dir, echo=echo)
     run_dir = new_run_dir(runs_dir, scenario.name)
     document = scenario_to_dict(scenario)
-    document["protocol"] = {**document["protocol"], **_resolved(prepared.stream)}
+    document["protocol"] = {**document["protocol"], **resolved_protocol(prepared.stream)}
     try:
         with run_lock(run_dir):
             return _train(prepared, run_dir, document, started=started, progress=progress,
@@ -342,7 +342,7 @@ def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, start
     data_id = prepared.fingerprint()
     logger = RunLogger(run_dir)
     if resume is None:
-        logger.write_scenario(document)
+        write_scenario(run_dir, document)
     learner = ZSLLearner(
         model=model, stream=stream, optimizer=make_optimizer(scenario, model.parameters()),
         loss_classes=scenario.train.loss_classes, train_mb_size=scenario.train.batch_size,
@@ -399,7 +399,8 @@ def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, start
                             Path(prepared.data_dir).resolve()),
                         fingerprint=data_id, plugin_classes=prepared.plugin_classes(),
                         elapsed_s=elapsed + time.perf_counter() - started, rng=rng_state())
-        results = _results(scenario, dataset.source, stream, torch.stack(history), device)
+        results = results_document(scenario, dataset.source, stream, torch.stack(history),
+                                   device)
         results["generator"] = prepared.generator
         # a replay that read unseen classes' attributes during training says so
         results["semantic_transductive"] = any(
@@ -407,7 +408,7 @@ def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, start
         results["wall_time_s"] = elapsed + time.perf_counter() - started
         results = json_ready(results)
         logger.write_hparams(document, results)
-        logger.write_results(results)
+        write_results(run_dir, results)
     except KeyboardInterrupt:
         if has_checkpoint(run_dir):
             echo(f"note: interrupted during task {step}; the tasks before it are saved: "
@@ -488,75 +489,3 @@ def _plugin_failure(exc: Exception, owners: dict[int, tuple[str, str, Listed]], 
         f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}) failed "
         f"during task {step}, in {where}: {type(exc).__name__}: {exc}. "
         f"{_what_is_kept(run_dir, step)} (czsl --debug shows the traceback.)")
-
-
-def _resolved(stream: CZSLStream) -> dict[str, Any]:
-    """The protocol choices filled in from presets, for scenario.toml."""
-    p = stream.protocol
-    return {"task_sizes": list(p.task_sizes), "class_order": p.class_order,
-            "accuracy": p.accuracy}
-
-
-def _results(scenario: Scenario, source: str, stream: CZSLStream,
-             history: torch.Tensor, device: torch.device) -> dict[str, Any]:
-    """The content of results.json."""
-    targets = stream.test_y.to(device)
-    class_to_task = stream.class_to_task.to(device)
-    run = metrics.run_metrics(history, targets, class_to_task, per_class=stream.per_class)
-    out: dict[str, Any] = {
-        "czsl_version": czsl.__version__,
-        "name": scenario.name,
-        "seed": scenario.seed,
-        "dataset": stream.dataset_label,
-        "features": source,
-        "semi_synthetic": source == "semi-synthetic",
-        "protocol": {"name": stream.protocol.name, **_resolved(stream)},
-        "model": scenario.model.name,
-        "regularizer": scenario.regularizer.name,
-        "replay": scenario.replay.name,
-        "n_tasks": stream.n_tasks,
-        "n_test": int(targets.shape[0]),
-        "notes": list(stream.notes),
-        "summary": run.summary(),
-        "metrics": run.to_dict(),
-    }
-    if stream.protocol.name == "static":
-        out["gzsl"] = {k: float(v) for k, v in metrics.gzsl_metrics(
-            history[-1], targets, stream.seen_mask(0).to(device),
-            per_class=stream.per_class).items()}
-    return out
-
-
-def format_results(result: RunResult) -> str:
-    """The table ``czsl run`` prints: per-step SA / UA / H, then the run's summary."""
-    res = result.results
-    steps = res["metrics"]["steps"]
-    conv = res["protocol"]["accuracy"].replace("_", "-")
-
-    def pct(value):
-        return "   -" if value is None else f"{value:5.1f}"
-
-    lines = [f"{res['name']}: {res['dataset']}, protocol {res['protocol']['name']}, "
-             f"{res['n_tasks']} task(s), {conv} accuracy (%)",
-             " step   SA     UA     H      JA",
-             *(f" {t:4d} {pct(steps['SA'][t])}  {pct(steps['UA'][t])}  {pct(steps['H'][t])}  "
-               f"{pct(steps['JA'][t])}" for t in range(len(steps["SA"])))]
-    s = res["summary"]
-    lines.append(" ".join(f"{k} {pct(s.get(k))}" for k in ("mSA", "mUA", "mH", "mJA", "mAUC")))
-    if s.get("forgetting_final") is not None:
-        lines.append(f"forgetting (fraction): final step {s['forgetting_final']:.3f}, "
-                     f"mean over steps {s['forgetting_mean']:.3f}")
-    if "gzsl" in res:
-        g = res["gzsl"]
-        lines.append(f"static GZSL: ZSL top-1 {g['zsl_top1']:.1f}  u {g['u']:.1f}  "
-                     f"s {g['s']:.1f}  H {g['H']:.1f}  AUSUC {g['AUSUC']:.1f}")
-    if res.get("semantic_transductive"):
-        lines.append("SEMANTIC-TRANSDUCTIVE: the attributes of unseen classes were used in "
-                     "training (features synthesised for them); not comparable with "
-                     "inductive results")
-    if res["semi_synthetic"]:
-        lines.append("these figures are from SEMI-SYNTHETIC features (real metadata, "
-                     "features synthesised from the attributes), not real image features")
-    lines.append(f"results: {result.run_dir / 'results.json'} "
-                 f"(TensorBoard: tensorboard --logdir {result.run_dir.parent})")
-    return "\n".join(lines)

@@ -14,7 +14,8 @@ from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs
-from czsl.run import format_results, prepare_run, run_scenario
+from czsl.results import format_results
+from czsl.run import prepare_run, run_scenario
 from czsl.streams import build_stream
 from czsl_plugins import anti_collapse, cvae, fclswgan
 from tests.conftest import write_plugin_package
