@@ -208,7 +208,7 @@ def _finite(value: float) -> bool:
 
 
 class RunLogger:
-    """Writes one run's folder.
+    """Writes one run's TensorBoard events (its other files: :mod:`czsl.runfolder`).
 
     It keeps no metric state: everything a chart shows comes from the arguments of each
     call, so a resumed run can create a new ``RunLogger`` on the same folder and go on
