@@ -31,7 +31,8 @@ from pathlib import Path
 import torch
 
 from czsl.config import load_scenario
-from czsl.logging import atomic_write_text
+from czsl.metric_registry import SUMMARY, by_unit_then_name, of_scope
+from czsl.runfolder import atomic_write_text
 from czsl.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,7 +59,8 @@ MULTITASK_CAP = {"cub": 200, "sun": 150}
 CLASS_NORM = {"+ CN": ["model.class_norm=true", "model.proper_init=true"],
               "no CN": ["model.class_norm=false", "model.proper_init=false"]}
 SCENARIO = {"grw": "{d}_czsl", "classnorm": "{d}_czsl_classnorm"}
-METRICS = ["mAUC", "mH", "mJA", "mSA", "mUA", "forgetting_final"]
+#: The table's metric columns: the registry's headline summary metrics.
+METRICS = by_unit_then_name(of_scope(SUMMARY, headline=True))
 
 PUBLISHED = """\
 Published figures (real data; not comparable to semi-synthetic runs):
@@ -141,8 +143,7 @@ def render(records, commands) -> str:
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], k[1], order[k[2]], k[3] != "+ CN")):
         runs = groups[key]
-        cells = [_cell([r[m] for r in runs], 3 if m.startswith("forg") else 1)
-                 for m in METRICS]
+        cells = [_cell([r[m.name] for r in runs], m.digits) for m in METRICS]
         seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
         rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {seeds} | "
                     + " | ".join(cells) + f" | {_cell([r['wall_s'] for r in runs], 0)} |")
@@ -162,9 +163,9 @@ def render(records, commands) -> str:
               f"{platform.machine()} CPU shared with other jobs ({thread_note}; on a busy "
               "machine 1 thread is the faster, see speed.md), so wall times compare only "
               "roughly.", "",
-              "| data | protocol | method | ClassNorm | seeds | mAUC | mH | mJA | mSA | mUA | "
-              "forgetting | wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+              "| data | protocol | method | ClassNorm | seeds | "
+              + "".join(f"{m.column} | " for m in METRICS) + "wall s |",
+              "|" + "---|" * (6 + len(METRICS)), *rows, "",
               *ordering(groups), "", PUBLISHED]
     return "\n".join(lines)
 

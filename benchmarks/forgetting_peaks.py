@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from czsl.config import load_scenario
-from czsl.logging import atomic_write_text
+from czsl.runfolder import atomic_write_text
 from czsl.run import run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ from avalanche.core import SupervisedPlugin
 
 from czsl.config import load_scenario
 from czsl.learner import ZSLLearner
-from czsl.logging import atomic_write_text
+from czsl.runfolder import atomic_write_text
 from czsl.run import make_optimizer, prepare_run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -67,18 +67,18 @@ TIMED = [
     ("czsl.learner:ZSLLearner", "test_logits", "evaluation"),
     ("czsl.metrics", "run_metrics", "metrics"),
     ("czsl.metrics", "seen_unseen_curve", "metrics"),
-    ("czsl.run", "_results", "metrics"),
-    ("czsl.logging:RunLogger", "__init__", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "write_scenario", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "log_step", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "log_losses", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "write_hparams", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "write_results", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "close", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:LossLogger", "before_backward", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:LossLogger", "after_training_iteration",
+    ("czsl.run", "results_document", "metrics"),
+    ("czsl.board:RunLogger", "__init__", "logging (TensorBoard, results.json)"),
+    ("czsl.run", "write_scenario", "logging (TensorBoard, results.json)"),
+    ("czsl.board:RunLogger", "log_step", "logging (TensorBoard, results.json)"),
+    ("czsl.board:RunLogger", "log_losses", "logging (TensorBoard, results.json)"),
+    ("czsl.board:RunLogger", "write_hparams", "logging (TensorBoard, results.json)"),
+    ("czsl.run", "write_results", "logging (TensorBoard, results.json)"),
+    ("czsl.board:RunLogger", "close", "logging (TensorBoard, results.json)"),
+    ("czsl.board:LossLogger", "before_backward", "logging (TensorBoard, results.json)"),
+    ("czsl.board:LossLogger", "after_training_iteration",
      "logging (TensorBoard, results.json)"),
-    ("czsl.logging:LossLogger", "after_training_epoch", "logging (TensorBoard, results.json)"),
+    ("czsl.board:LossLogger", "after_training_epoch", "logging (TensorBoard, results.json)"),
     ("czsl.run", "_checkpoint", "checkpointing"),
     ("czsl.run", "remove_checkpoint", "checkpointing"),
 ]
@@ -99,11 +99,11 @@ PROFILE_GROUPS = {
     "masked loss (MaskedCrossEntropy.forward)": [("czsl/learner.py", "forward")],
     "batch fetching: per-sample __getitem__ + collate (DataLoader)":
         [("torch/utils/data/dataloader.py", "_next_data")],
-    "TensorBoard figures (matplotlib, czsl/logging.py)":
-        [("czsl/logging.py", "acc_matrix_figure"), ("czsl/logging.py", "seen_unseen_figure"),
-         ("czsl/logging.py", "figure_pixels")],
+    "TensorBoard figures (matplotlib, czsl/figures.py)":
+        [("czsl/figures.py", "acc_matrix_figure"), ("czsl/figures.py", "seen_unseen_figure"),
+         ("czsl/figures.py", "figure_pixels")],
     "RunLogger.log_step in all (figures, scalars, event files)":
-        [("czsl/logging.py", "log_step")],
+        [("czsl/board.py", "log_step")],
     "checkpoints (czsl/run.py _checkpoint)": [("czsl/run.py", "_checkpoint")],
     "metrics (run_metrics, seen_unseen_curve)": [("czsl/metrics.py", "run_metrics"),
                                                  ("czsl/metrics.py", "seen_unseen_curve")],
@@ -823,7 +823,7 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
         "loops above):",
         "",
         f"* TensorBoard figures: {share[keys[6]]:.0f} % of the profiled run "
-        "(`czsl/logging.py` `RunLogger.log_step` -> `acc_matrix_figure`, "
+        "(`czsl/board.py` `RunLogger.log_step` -> `acc_matrix_figure`, "
         "`seen_unseen_figure`, `figure_pixels`: two matplotlib figures drawn and "
         "PNG-encoded after every task). Unprofiled, all logging is "
         + ", ".join(f"{pct(r['parts'][logging], r['wall_s'])} % of the {r['dataset']} run"
@@ -921,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
              "load_start": load_start, "load_end": load_avg()}
     text = render(facts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from czsl.logging import atomic_write_text  # the parent imports czsl lazily
+    from czsl.runfolder import atomic_write_text  # the parent imports czsl lazily
 
     atomic_write_text(args.out, text)
     print(text)

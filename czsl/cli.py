@@ -113,7 +113,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # Avalanche warns at import that GEM's optional QP solver is missing; czsl has no GEM.
     warnings.filterwarnings("ignore", "no QP solver found")
-    from czsl.run import format_results, run_scenario  # heavy: torch, Avalanche
+    from czsl.results import format_results  # heavy: torch, Avalanche
+    from czsl.run import run_scenario
 
     result = run_scenario(scenario, data_dir=args.data_dir,
                           runs_dir=args.runs_dir or Path("runs"),
@@ -133,7 +134,8 @@ def _resume(args: argparse.Namespace) -> int:
                         f"and folder it started with; drop {', '.join(given)} (to change "
                         "them, start a new run)")
     warnings.filterwarnings("ignore", "no QP solver found")
-    from czsl.run import format_results, resume_run  # heavy: torch, Avalanche
+    from czsl.results import format_results  # heavy: torch, Avalanche
+    from czsl.run import resume_run
 
     result = resume_run(args.resume, data_dir=args.data_dir, progress=not args.no_progress)
     print(format_results(result))
