@@ -134,8 +134,8 @@ def run_ray(specs: list[dict[str, Any]], *, root: Path, threads: int, jobs: int,
     try:
         _ray_init(address, jobs * threads)
         check_shared(root)
-        task = ray.remote(execute).options(num_cpus=threads, num_gpus=gpus, max_calls=1,
-                                           max_retries=MAX_ATTEMPTS)
+        task = ray.remote(num_cpus=threads, num_gpus=gpus, max_calls=1,
+                          max_retries=MAX_ATTEMPTS)(execute)
         by_ref = {task.remote(spec): spec for spec in specs}
         pending = list(by_ref)
         while pending:
