@@ -273,3 +273,32 @@ def test_a_worker_killed_mid_run_is_resumed_to_the_identical_result(tmp_path, ca
     assert outcomes[1]["pid"] != pid
     (resumed,) = results(out).values()
     assert same_run(resumed, reference)
+
+
+def test_sweep_help_status_and_table_import_neither_torch_nor_ray(done_sweep):
+    grid, out = done_sweep
+    for argv in (["sweep", "--help"], ["sweep", "status", str(out)],
+                 ["sweep", "table", str(out)]):
+        code = (f"import sys; from czsl.cli import main\n"
+                f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+                "assert 'torch' not in sys.modules, 'torch imported'\n"
+                "assert 'ray' not in sys.modules, 'ray imported'\n")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=False)
+        assert proc.returncode == 0, (argv, proc.stderr)
+
+
+def test_a_diverged_run_is_recorded_and_never_retried(tmp_path, capsys, recorded):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(grid_text({"Huge lr": ["train.lr=1e30"]}, seeds=[0]))
+    out = tmp_path / "out"
+    code, _, _ = _sweep(capsys, "run", grid, "--out", out)
+    assert code == 0  # a diverged run is a result of the grid, not an error to fix
+    assert [o["status"] for o in recorded[0]["outcomes"]] == ["diverged"]
+    assert not any((out / "runs").iterdir())  # the core removed its folder
+    code, text, _ = _sweep(capsys, "status", out)
+    assert "1 diverged" in text and "training diverged during task" in text
+    recorded.clear()
+    assert _sweep(capsys, "run", grid, "--out", out, "--retry-failed")[0] == 0
+    assert recorded == []
+    assert "| Huge lr | 1 diverged |" in _sweep(capsys, "table", out)[1]
