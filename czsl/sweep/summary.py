@@ -3,7 +3,15 @@ JSON document, from which its tables re-render exactly.
 
 ``czsl sweep run`` writes it to ``sweeps/NAME/summary.json`` after every sweep; it can be
 committed without the run folders (a benchmark's record) and read back by
-``czsl sweep table summary.json``. Stdlib only.
+``czsl sweep table summary.json``. Stdlib only. Its fields:
+
+* ``format`` (1), ``name``, ``axes`` (axis -> labels, in grid order), ``seeds``,
+  ``table`` (``rows``, ``columns``, ``metrics``);
+* ``runs``: one entry per run of the grid, in grid order: ``id``, ``labels`` (axis ->
+  label), ``seed``, ``threads``, ``overrides`` (every ``--set``, in order), ``status``
+  (:data:`czsl.sweep.store.STATUSES`), ``error`` (one line, failed / diverged runs), and
+  for finished runs ``summary`` (results.json's), ``steps`` (its per-step figures) and
+  ``dataset``, ``features``, ``semi_synthetic``, ``n_tasks``, ``wall_time_s``.
 """
 
 from __future__ import annotations
