@@ -1,4 +1,4 @@
-"""``czsl run | plugins | report``: the command line.
+"""``czsl run | plugins | report | sweep``: the command line.
 
 Start-up stays light: ``czsl --help`` and ``czsl plugins`` import neither torch nor
 Avalanche; only ``czsl run`` does, once its arguments are parsed. ``czsl report`` reads
@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from czsl.errors import CZSLError
+from czsl.sweep import cli as sweep_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="a run folder (one with results.json), e.g. runs/synthetic")
     report.add_argument("--out", type=Path, default=Path("report.png"),
                         help="the PNG to write (default: report.png)")
+    sweep_cli.add_parser(sub)
     return parser
 
 
@@ -155,7 +157,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``czsl`` console script."""
     args = _parser().parse_args(argv)
-    command = {"run": _cmd_run, "plugins": _cmd_plugins, "report": _cmd_report}[args.command]
+    command = {"run": _cmd_run, "plugins": _cmd_plugins, "report": _cmd_report,
+               "sweep": sweep_cli.main}[args.command]
     try:
         return command(args)
     except CZSLError as exc:

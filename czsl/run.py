@@ -73,7 +73,8 @@ class RunResult:
 def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
                  runs_dir: Path = Path("runs"), progress: bool = True,
                  echo: Callable[[str], None] = print,
-                 observers: Sequence[Observer] = ()) -> RunResult:
+                 observers: Sequence[Observer] = (),
+                 run_dir: Path | None = None) -> RunResult:
     """Run a scenario and write its run folder.
 
     The folder is created only once :func:`czsl.build.build_run` has passed. After every
@@ -87,12 +88,22 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     :param progress: show a progress bar on stderr.
     :param echo: where to print notes.
     :param observers: more observers of every task, after czsl's own.
+    :param run_dir: use exactly this folder (created if needed; ``runs_dir`` is then
+        ignored) instead of a new one under ``runs_dir``; refused if it holds a
+        ``results.json`` or a checkpoint (sweeps key their runs' folders this way).
     :raises CZSLError: for bad data, plugin names, options or devices.
     :raises PluginError: naming the plugin, if one raises during training.
     """
     started = time.perf_counter()
     built = build_run(scenario, data_dir=data_dir, echo=echo)
-    run_dir = new_run_dir(runs_dir, scenario.name)
+    if run_dir is None:
+        run_dir = new_run_dir(runs_dir, scenario.name)
+    elif (Path(run_dir) / "results.json").is_file() or has_checkpoint(Path(run_dir)):
+        raise CZSLError(f"{run_dir} already holds a finished run or a checkpoint; resume "
+                        f"it with: czsl run --resume {run_dir}, or pick another folder")
+    else:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
     document = scenario_to_dict(scenario)
     document["protocol"] = {**document["protocol"], **resolved_protocol(built.stream)}
     try:
