@@ -15,10 +15,10 @@ import math
 import statistics
 from typing import Any
 
-#: metric -> decimals shown. The one list of metrics tables know; a metric registry
-#: (name, unit, direction, format) replaces it here.
-METRICS: dict[str, int] = {"mSA": 1, "mUA": 1, "mH": 1, "mJA": 1, "mAUC": 1,
-                           "forgetting_final": 3, "forgetting_mean": 3}
+from czsl.metric_registry import SUMMARY, of_scope
+
+#: metric -> decimals shown: the run-level metrics of :mod:`czsl.metric_registry`.
+METRICS: dict[str, int] = {m.name: m.digits for m in of_scope(SUMMARY)}
 
 
 def _groups(summary: dict[str, Any], axes: list[str]) -> list[tuple[str, ...]]:
