@@ -88,6 +88,10 @@ class TrainConfig:
     :param loss_classes: classes the softmax of the training loss runs over:
         ``"task"`` (the current task's classes, ClassNorm's Sequential) or ``"seen"``
         (all classes seen so far).
+    :param lr_step: multiply the learning rate by ``lr_gamma`` every ``lr_step`` epochs
+        of a task (torch's ``StepLR``; it starts afresh with each task); 0 = a fixed rate.
+        ClassNorm's static ZSL notebook: 25, with ``lr_gamma = 0.1``.
+    :param lr_gamma: the factor of each ``lr_step``.
     """
 
     epochs: int = 4
@@ -98,6 +102,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     loss_classes: str = "task"
+    lr_step: int = 0
+    lr_gamma: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -144,8 +150,9 @@ _CHOICES = {
     ("", "device"): ("cpu", "cuda"),
 }
 _POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("train", "eval_batch_size"),
-             ("train", "lr")}
-_NON_NEGATIVE = {("train", "momentum"), ("train", "weight_decay"), ("protocol", "n_tasks")}
+             ("train", "lr"), ("train", "lr_gamma")}
+_NON_NEGATIVE = {("train", "momentum"), ("train", "weight_decay"), ("protocol", "n_tasks"),
+                 ("train", "lr_step")}
 #: numpy's legacy seeding (np.random.seed, RandomState) takes 32-bit unsigned seeds only
 _SEEDS = {("", "seed"), ("protocol", "split_seed")}
 

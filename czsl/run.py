@@ -51,7 +51,7 @@ from czsl.config import Scenario, load_scenario, scenario_to_dict
 from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import ConfigError, CZSLError, DivergenceError, PluginError
 from czsl.generators import CheckedGenerator, GeneratorLosses
-from czsl.learner import ZSLLearner
+from czsl.learner import ZSLLearner, make_lr_schedule
 from czsl.logging import LossLogger, RunLogger, json_ready, new_run_dir
 from czsl.plugins import Listed, Plugins
 from czsl.streams import CZSLStream, build_stream
@@ -343,12 +343,14 @@ def _train(prepared: Prepared, run_dir: Path, document: dict[str, Any], *, start
     logger = RunLogger(run_dir)
     if resume is None:
         logger.write_scenario(document)
+    optimizer = make_optimizer(scenario, model.parameters())
+    schedule = make_lr_schedule(scenario.train.lr_step, scenario.train.lr_gamma, optimizer)
     learner = ZSLLearner(
-        model=model, stream=stream, optimizer=make_optimizer(scenario, model.parameters()),
+        model=model, stream=stream, optimizer=optimizer,
         loss_classes=scenario.train.loss_classes, train_mb_size=scenario.train.batch_size,
         train_epochs=scenario.train.epochs, eval_mb_size=scenario.train.eval_batch_size,
         # LossLogger first: it must see the loss before regularizers add to it
-        device=device, plugins=[LossLogger(logger), *extra])
+        device=device, plugins=[LossLogger(logger), *extra, *schedule])
     # live objects a plugin's state may point to: checkpointed as references
     refs = {"learner": learner, "model": model, "optimizer": learner.optimizer,
             "stream": stream, "run_logger": logger}

@@ -201,6 +201,7 @@ def test_write_xlsa17_reads_back_bit_for_bit(tmp_path):
     assert res["labels"].shape == (ds.labels.size, 1) and res["labels"].min() == 1
     assert mat["att"].shape == (5, 7) and mat["allclasses_names"].shape == (7, 1)
     assert mat["trainval_loc"].shape == (ds.splits["trainval"].size, 1)
+    assert mat["trainval_loc"].dtype.kind == "u"                  # usable as an index
     np.testing.assert_array_equal(mat["test_unseen_loc"][:, 0], ds.splits["test_unseen"] + 1)
 
     # real features carry no czsl variable; rewriting replaces the files

@@ -162,7 +162,7 @@ def write_xlsa17(dataset: ZSLDataset, folder: str | os.PathLike[str]) -> Path:
 
     The variables are those of the official files: ``features`` D x N and ``labels``
     N x 1 (1-based) as doubles; ``att`` A x C, ``allclasses_names`` a C x 1 cell array,
-    and every split as a 1-based ``<split>_loc`` column. ``original_att`` is not written
+    and every split as a 1-based ``<split>_loc`` column of unsigned integers. ``original_att`` is not written
     (a :class:`ZSLDataset` does not keep it). :func:`read_xlsa17` reads the folder back
     to the same features, labels, attributes, names and splits, bit for bit. Each file
     is written to a temporary name and renamed when complete, so a reader never sees
@@ -176,18 +176,21 @@ def write_xlsa17(dataset: ZSLDataset, folder: str | os.PathLike[str]) -> Path:
     """
     folder = Path(folder)
 
-    def column(values: np.ndarray) -> np.ndarray:
-        return (np.asarray(values, dtype=np.float64) + 1.0)[:, None]    # 1-based, n x 1
+    def column(values: np.ndarray, dtype: type) -> np.ndarray:
+        return (np.asarray(values, dtype=np.int64) + 1).astype(dtype)[:, None]  # 1-based
+
+    # the official index vectors are unsigned integers (code indexes arrays with them)
+    index = np.uint16 if dataset.features.shape[0] < 2**16 else np.uint32
 
     names = np.empty((dataset.n_classes, 1), dtype=object)
     names[:, 0] = list(dataset.class_names)
     features = {"features": dataset.features.T.astype(np.float64),        # [D, N]
-                "labels": column(dataset.labels)}
+                "labels": column(dataset.labels, np.float64)}
     if dataset.source != "real":
         features[SOURCE_VARIABLE] = dataset.source
     splits = {"att": dataset.attributes.T.astype(np.float64),            # [A, C]
               "allclasses_names": names,
-              **{f"{split}_loc": column(idx) for split, idx in dataset.splits.items()}}
+              **{f"{split}_loc": column(idx, index) for split, idx in dataset.splits.items()}}
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for file, variables in ((FEATURES_FILE, features), (SPLITS_FILE, splits)):
@@ -202,6 +205,9 @@ def _save_atomic(path: Path, variables: dict[str, object]) -> None:
     """``scipy.io.savemat`` to a temporary file beside ``path``, then rename it."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the data from others
         with os.fdopen(fd, "wb") as fh:
             scipy.io.savemat(fh, variables)
             fh.flush()
