@@ -217,14 +217,22 @@ def test_write_xlsa17_leaves_nothing_half_written(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="cannot write the xlsa17 files"):
         save_xlsa17(small_dataset(), blocker / "CUB")
 
-    def full_disk(fh, variables):
-        fh.write(b"MATLAB half")
-        raise OSError(28, "No space left on device")
+    before = small_dataset()
+    folder = save_xlsa17(before, tmp_path / "CUB")
+    savemat = scipy.io.savemat
 
-    monkeypatch.setattr(scipy.io, "savemat", full_disk)
+    def full_disk_at_the_second_file(fh, variables):
+        if "att" in variables:
+            fh.write(b"MATLAB half")
+            raise OSError(28, "No space left on device")
+        savemat(fh, variables)
+
+    monkeypatch.setattr(scipy.io, "savemat", full_disk_at_the_second_file)
     with pytest.raises(DataError, match="No space left"):
-        save_xlsa17(small_dataset(), tmp_path / "CUB")
-    assert list((tmp_path / "CUB").iterdir()) == []
+        save_xlsa17(make_synthetic(n_classes=6, n_unseen=2, n_features=8, seed=9), folder)
+    # neither file was replaced: the folder still holds the first dataset, whole
+    assert sorted(p.name for p in folder.iterdir()) == ["att_splits.mat", "res101.mat"]
+    assert_same(read_xlsa17(folder), before)
 
 
 def test_xlsa17_bad_source_variable(tmp_path):

@@ -162,11 +162,11 @@ def write_xlsa17(dataset: ZSLDataset, folder: str | os.PathLike[str]) -> Path:
 
     The variables are those of the official files: ``features`` D x N and ``labels``
     N x 1 (1-based) as doubles; ``att`` A x C, ``allclasses_names`` a C x 1 cell array,
-    and every split as a 1-based ``<split>_loc`` column of unsigned integers. ``original_att`` is not written
-    (a :class:`ZSLDataset` does not keep it). :func:`read_xlsa17` reads the folder back
-    to the same features, labels, attributes, names and splits, bit for bit. Each file
-    is written to a temporary name and renamed when complete, so a reader never sees
-    half a file.
+    and every split as a 1-based ``<split>_loc`` column of unsigned integers.
+    ``original_att`` is not written (a :class:`ZSLDataset` does not keep it).
+    :func:`read_xlsa17` reads the folder back to the same features, labels, attributes,
+    names and splits, bit for bit. Both files are written under temporary names and
+    renamed only once both are complete, so a failure leaves the folder as it was.
 
     :param dataset: the dataset.
     :param folder: the dataset folder to write, e.g. ``xlsa17/data/CUB``; created if
@@ -191,31 +191,37 @@ def write_xlsa17(dataset: ZSLDataset, folder: str | os.PathLike[str]) -> Path:
     splits = {"att": dataset.attributes.T.astype(np.float64),            # [A, C]
               "allclasses_names": names,
               **{f"{split}_loc": column(idx, index) for split, idx in dataset.splits.items()}}
+    temporary: list[str] = []
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for file, variables in ((FEATURES_FILE, features), (SPLITS_FILE, splits)):
-            _save_atomic(folder / file, variables)
+        for variables in (features, splits):
+            temporary.append(_save_temporary(folder, variables))
+        for tmp, file in zip(temporary, (FEATURES_FILE, SPLITS_FILE)):
+            os.replace(tmp, folder / file)
     except OSError as exc:
         raise DataError(f"{folder}: cannot write the xlsa17 files ({exc}); check that the "
                         "folder can be created, is writable and has space") from exc
+    finally:
+        for tmp in temporary:
+            Path(tmp).unlink(missing_ok=True)
     return folder
 
 
-def _save_atomic(path: Path, variables: dict[str, object]) -> None:
-    """``scipy.io.savemat`` to a temporary file beside ``path``, then rename it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _save_temporary(folder: Path, variables: dict[str, object]) -> str:
+    """``scipy.io.savemat`` to a new temporary file in ``folder``; returns its path."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".xlsa17.", suffix=".mat.tmp")
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the data from others
         with os.fdopen(fd, "wb") as fh:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fh.fileno(), 0o666 & ~umask)  # mkstemp's 0600 would hide the data
             scipy.io.savemat(fh, variables)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def _source(mat: dict, path: Path) -> str:
