@@ -32,7 +32,7 @@ from czsl.config import Scenario, TrainConfig
 from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import ConfigError, CZSLError, PluginError
 from czsl.generators import CheckedGenerator, GeneratorLosses
-from czsl.learner import ZSLLearner
+from czsl.learner import ZSLLearner, make_lr_schedule
 from czsl.plugins import Listed, Plugins
 from czsl.streams import CZSLStream, build_stream
 from czsl.taskview import TaskView
@@ -121,11 +121,12 @@ def make_view(stream: CZSLStream) -> TaskView:
 def make_learner(model: torch.nn.Module, view: TaskView, train: TrainConfig,
                  device: torch.device, plugins: list[SupervisedPlugin]) -> ZSLLearner:
     """The learner for ``model`` with ``[train]``'s optimizer and schedule."""
+    optimizer = make_optimizer(train, model.parameters())
+    schedule = make_lr_schedule(train.lr_step, train.lr_gamma, optimizer)
     return ZSLLearner(
-        model=model, view=view, optimizer=make_optimizer(train, model.parameters()),
-        loss_classes=train.loss_classes, train_mb_size=train.batch_size,
-        train_epochs=train.epochs, eval_mb_size=train.eval_batch_size, device=device,
-        plugins=plugins)
+        model=model, view=view, optimizer=optimizer, loss_classes=train.loss_classes,
+        train_mb_size=train.batch_size, train_epochs=train.epochs,
+        eval_mb_size=train.eval_batch_size, device=device, plugins=[*plugins, *schedule])
 
 
 def build_run(scenario: Scenario, *, data_dir: Path | None = None,

@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", nargs="?", type=Path,
                      help="scenario .toml file (default: the built-in synthetic scenario)")
     run.add_argument("--data-dir", type=Path,
-                     help="dataset folder: an xlsa17 folder (res101.mat + att_splits.mat), "
+                     help="dataset folder: an xlsa17 folder (res101.mat + att_splits.mat, "
+                          "or the unpacked xlsa17/ holding data/NAME/), "
                           "a folder with NAME.npz, or one with NAME_meta.npz "
                           "(semi-synthetic)")
     run.add_argument("--set", dest="overrides", action="append", default=[],

@@ -12,6 +12,8 @@ it adds to the template is what zero-shot learning needs:
 * it holds a :class:`czsl.taskview.TaskView`, never the stream: nothing a plugin can
   reach from the learner holds test data. Testing happens outside it
   (:func:`czsl.predict.predict`).
+
+:func:`make_lr_schedule` turns ``[train] lr_step`` into Avalanche's ``LRSchedulerPlugin``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
-from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.plugins import EvaluationPlugin, LRSchedulerPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
@@ -59,6 +61,24 @@ class MaskedCrossEntropy(nn.Module):
             same_task = c2t[None, :] == c2t[targets][:, None]  # [B, C]
             logits = logits.masked_fill(~same_task, float("-inf"))
         return F.cross_entropy(logits, targets)
+
+
+def make_lr_schedule(lr_step: int, lr_gamma: float,
+                     optimizer: torch.optim.Optimizer) -> list[SupervisedPlugin]:
+    """The learning-rate schedule of ``[train]``, as Avalanche plugins for the learner.
+
+    :param lr_step: epochs between two decays; 0 = no schedule (an empty list, so a
+        run without one trains exactly as before schedules existed).
+    :param lr_gamma: the factor of each decay.
+    :param optimizer: the learner's optimizer.
+    :returns: ``[]`` or one ``LRSchedulerPlugin`` around torch's ``StepLR``, stepped
+        after every epoch and reset (rate and counter) after every task.
+    """
+    if not lr_step:
+        return []
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=lr_step, gamma=lr_gamma)
+    return [LRSchedulerPlugin(scheduler, reset_scheduler=True, reset_lr=True,
+                              step_granularity="epoch")]
 
 
 class ZSLLearner(SupervisedTemplate):

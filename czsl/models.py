@@ -65,3 +65,35 @@ class AttributeModel(nn.Module):
         logits = scores.new_full((x.shape[0], self.n_classes), float("-inf"))
         logits[:, self.visible] = scores
         return logits
+
+
+class VarianceNorm(nn.Module):
+    """``(x - mean) / (var + eps)`` per unit over the batch: the class standardization
+    of ClassNorm's static ZSL notebook (``universome/class-norm``,
+    ``class-norm-for-czsl.ipynb``), whose batch is the set of class prototypes.
+
+    Like ``BatchNorm1d(affine=False)`` (running statistics with momentum 0.1 used when
+    testing, ``eps`` 1e-5), except that it divides by the unbiased variance rather than
+    the standard deviation: every unit is rescaled by one more ``1 / std``.
+
+    :param width: number of units.
+    :param momentum: weight of the newest batch in the running statistics.
+    :param eps: added to the variance.
+    """
+
+    def __init__(self, width: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(width))
+        self.register_buffer("running_var", torch.ones(width))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``[B, width]`` standardized per unit."""
+        if self.training:
+            mean, var = x.mean(dim=0), x.var(dim=0)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, self.momentum)
+                self.running_var.lerp_(var, self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (x - mean) / (var + self.eps)

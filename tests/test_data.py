@@ -24,6 +24,7 @@ from czsl.data import (
     read_xlsa17,
     write_npz,
 )
+from czsl.data import write_xlsa17 as save_xlsa17
 from czsl.errors import DataError
 
 #: ``../shared/data`` beside the checkout: the real CUB/SUN metadata, never committed.
@@ -171,6 +172,73 @@ def test_xlsa17_optional_train_val_and_names(tmp_path):
     ds = read_xlsa17(write_xlsa17(tmp_path / "sun", res, splits))
     assert sorted(ds.splits) == ["test_seen", "test_unseen", "trainval"]
     assert ds.class_names == tuple(f"class_{c}" for c in range(5))
+
+
+def test_write_xlsa17_reads_back_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(4)
+    ds = make_synthetic(n_classes=7, n_attributes=5, n_features=16, samples_per_class=6,
+                        n_unseen=2, seed=2)
+    # float32 values a careless double round trip would change: tiny, huge, negative zero
+    features = (rng.standard_normal(ds.features.shape) * 10.0 ** rng.integers(
+        -30, 30, ds.features.shape)).astype(np.float32)
+    features[0, :3] = [np.float32(-0.0), np.finfo(np.float32).tiny / 4, np.float32(1 / 3)]
+    ds = ZSLDataset(name="Birds", features=features, labels=ds.labels,
+                    attributes=ds.attributes, class_names=("äbc", "b c", *ds.class_names[2:]),
+                    splits={**ds.splits, "val": ds.splits["trainval"][::3]},
+                    source="semi-synthetic", origin="test")
+    folder = save_xlsa17(ds, tmp_path / "xlsa17" / "data" / "BIRDS")
+    back = read_xlsa17(folder, name="Birds")
+    assert_same(ds, back)
+    assert back.features.tobytes() == ds.features.tobytes()       # -0.0 and subnormals too
+    assert back.source == "semi-synthetic" and back.label == "Birds (semi-synthetic)"
+    assert sorted(p.name for p in folder.iterdir()) == ["att_splits.mat", "res101.mat"]
+
+    # the official layout: D x N features, N x 1 labels and A x C att, 1-based indices
+    res = scipy.io.loadmat(folder / "res101.mat")
+    mat = scipy.io.loadmat(folder / "att_splits.mat")
+    assert res["features"].shape == (16, ds.features.shape[0])
+    assert res["labels"].shape == (ds.labels.size, 1) and res["labels"].min() == 1
+    assert mat["att"].shape == (5, 7) and mat["allclasses_names"].shape == (7, 1)
+    assert mat["trainval_loc"].shape == (ds.splits["trainval"].size, 1)
+    assert mat["trainval_loc"].dtype.kind == "u"                  # usable as an index
+    np.testing.assert_array_equal(mat["test_unseen_loc"][:, 0], ds.splits["test_unseen"] + 1)
+
+    # real features carry no czsl variable; rewriting replaces the files
+    real = small_dataset()
+    back = read_xlsa17(save_xlsa17(real, folder))
+    assert_same(real, back)
+    assert back.source == "real" and "czsl_source" not in scipy.io.loadmat(folder / "res101.mat")
+
+
+def test_write_xlsa17_leaves_nothing_half_written(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DataError, match="cannot write the xlsa17 files"):
+        save_xlsa17(small_dataset(), blocker / "CUB")
+
+    before = small_dataset()
+    folder = save_xlsa17(before, tmp_path / "CUB")
+    savemat = scipy.io.savemat
+
+    def full_disk_at_the_second_file(fh, variables):
+        if "att" in variables:
+            fh.write(b"MATLAB half")
+            raise OSError(28, "No space left on device")
+        savemat(fh, variables)
+
+    monkeypatch.setattr(scipy.io, "savemat", full_disk_at_the_second_file)
+    with pytest.raises(DataError, match="No space left"):
+        save_xlsa17(make_synthetic(n_classes=6, n_unseen=2, n_features=8, seed=9), folder)
+    # neither file was replaced: the folder still holds the first dataset, whole
+    assert sorted(p.name for p in folder.iterdir()) == ["att_splits.mat", "res101.mat"]
+    assert_same(read_xlsa17(folder), before)
+
+
+def test_xlsa17_bad_source_variable(tmp_path):
+    res, splits = xlsa17_vars()
+    write_xlsa17(tmp_path / "cub", {**res, "czsl_source": "fake"}, splits)
+    with pytest.raises(DataError, match="czsl_source.*write_xlsa17"):
+        read_xlsa17(tmp_path / "cub")
 
 
 def _drop(name):
@@ -568,6 +636,14 @@ def test_load_dataset_resolution_order(tmp_path):
     write_xlsa17(tmp_path / "CUB", *xlsa17_vars())
     ds = load_dataset("CUB", tmp_path, features="real")
     assert ds.origin == str(tmp_path / "CUB") and ds.source == "real" and ds.n_features == 2048
+
+    # the unpacked archive's root: xlsa17/data/CUB
+    save_xlsa17(small_dataset(), tmp_path / "xlsa17" / "data" / "CUB")
+    ds = load_dataset("CUB", tmp_path / "xlsa17", features="real")
+    assert ds.origin == str(tmp_path / "xlsa17" / "data" / "CUB") and ds.n_features == 8
+    assert load_dataset("CUB", tmp_path / "xlsa17" / "data").origin == ds.origin
+    with pytest.raises(DataError, match=r"nothing found.*xlsa17[/\\]data[/\\]SUN[/\\]res101"):
+        load_dataset("SUN", tmp_path / "xlsa17")
 
     write_xlsa17(tmp_path, *xlsa17_vars(n_classes=6, dim=7))
     ds = load_dataset("CUB", tmp_path)

@@ -92,6 +92,7 @@ def NUM(*out_of_range):  # noqa: N802
 BUILT_INS = {
     ("model", "attribute_embedder"): (czsl_plugins.attribute_embedder.build_model, {
         "hidden_dims": [[0], [2.5], 16, "16"], "class_norm": BOOL, "proper_init": BOOL,
+        "class_norm_layout": CHOICE, "class_norm_divisor": CHOICE,
         "normalize_attributes": BOOL, "scale": NUM(0, -1)}),
     ("regularizer", "ewc_online"): (czsl_plugins.ewc_online.make_plugin, {
         "ewc_lambda": NUM(-1), "gamma": NUM(-0.1, 1.5), "normalize": BOOL}),

@@ -89,7 +89,9 @@ def _cli(capsys, *argv: str) -> tuple[int, str, str]:
     # replay of all past data: the plugin's state is a list of Avalanche datasets, and
     # its class is made inside a factory (not picklable by reference)
     ["replay=multitask", "train.loss_classes='seen'"],
-], ids=["ewc_online", "multitask"])
+    # a learning-rate schedule: Avalanche's LRSchedulerPlugin holds a StepLR
+    ["train.lr_step=1", "train.lr_gamma=0.5"],
+], ids=["ewc_online", "multitask", "lr_schedule"])
 def test_interrupted_run_resumes_to_the_uninterrupted_results(tmp_path, monkeypatch,
                                                                overrides):
     scenario = load_scenario(None, FAST + overrides)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
+from czsl import metrics
 from czsl.config import ProtocolConfig
 from czsl.data.synthetic import make_synthetic
 from czsl.errors import ConfigError
@@ -89,3 +92,35 @@ def test_presets_and_impossible_splits(tiny):
         build_stream(tiny, ProtocolConfig(name="grw", task_sizes=[4, 4, 4]), seed=0)
     with pytest.raises(ConfigError, match="remove task_sizes"):
         build_stream(tiny, ProtocolConfig(name="static", task_sizes=[2, 2]), seed=0)
+
+
+def test_grw_on_sun_trains_and_scores_the_first_14_of_15_tasks():
+    """GRW's code loops over T-1 tasks; czsl's grw preset does the same on SUN only."""
+    sun = make_synthetic(n_classes=717, n_attributes=2, n_features=2, samples_per_class=5,
+                         n_unseen=72, seed=0)
+    sun = dataclasses.replace(sun, name="SUN")
+    stream = build_stream(sun, ProtocolConfig(name="grw"), seed=0)
+    assert stream.n_tasks == 14 and stream.tasks[-1] == tuple(range(13 * 47, 14 * 47))
+    assert stream.protocol.task_sizes == [47] * 14 and stream.protocol.n_tasks == 14
+    assert int((stream.class_to_task < 0).sum()) == 717 - 14 * 47
+    assert len(stream.benchmark.train_stream) == 14
+    assert any("first 14 of the 15 tasks" in note for note in stream.notes)
+    # every step keeps unseen classes, so the means run over all 14 steps
+    logits = torch.randn(14, stream.test_y.numel(), 717)
+    run = metrics.run_metrics(logits, stream.test_y, stream.class_to_task, per_class=True)
+    assert all(ua is not None for ua in run.to_dict()["steps"]["UA"])
+
+    full = build_stream(sun, ProtocolConfig(name="grw", n_tasks=15), seed=0)
+    assert full.n_tasks == 15 and not any("first 14" in note for note in full.notes)
+    # a resolved scenario (task sizes written out) resolves to itself
+    again = build_stream(sun, ProtocolConfig(name="grw", task_sizes=[47] * 14), seed=0)
+    assert again.tasks == stream.tasks
+    five = build_stream(sun, ProtocolConfig(name="grw", n_tasks=5), seed=0)
+    assert five.tasks == stream.tasks[:5]
+    with pytest.raises(ConfigError, match="n_tasks = 16 but the task split has 15"):
+        build_stream(sun, ProtocolConfig(name="grw", n_tasks=16), seed=0)
+
+    cub = dataclasses.replace(make_synthetic(n_classes=200, n_attributes=2, n_features=2,
+                                             samples_per_class=5, n_unseen=50, seed=0),
+                              name="CUB")
+    assert build_stream(cub, ProtocolConfig(name="grw"), seed=0).n_tasks == 20

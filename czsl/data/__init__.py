@@ -2,8 +2,8 @@
 
 Readers (all numpy/scipy; reading data never imports torch):
 
-- :func:`read_xlsa17`: a folder in the original xlsa17 layout (``res101.mat`` +
-  ``att_splits.mat``).
+- :func:`read_xlsa17` / :func:`write_xlsa17`: a folder in the original xlsa17 layout
+  (``res101.mat`` + ``att_splits.mat``).
 - :func:`read_npz` / :func:`write_npz`: one ``.npz`` archive, 0-based.
 - :func:`make_synthetic`: a small seeded synthetic dataset (tests, smoke runs).
 - :func:`make_semi_synthetic`: real CUB/SUN metadata with synthesised features.
@@ -24,7 +24,7 @@ from czsl.data.dataset import ZSLDataset
 from czsl.data.npz import read_npz, write_npz
 from czsl.data.semi_synthetic import make_semi_synthetic
 from czsl.data.synthetic import make_synthetic
-from czsl.data.xlsa17 import FEATURES_FILE, SPLITS_FILE, read_xlsa17
+from czsl.data.xlsa17 import FEATURES_FILE, SPLITS_FILE, read_xlsa17, write_xlsa17
 from czsl.errors import DataError
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "read_npz",
     "read_xlsa17",
     "write_npz",
+    "write_xlsa17",
 ]
 
 #: Values of :func:`load_dataset`'s ``features`` argument.
@@ -54,8 +55,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, *,
     ``name="synthetic"`` gives :func:`make_synthetic` (``data_dir`` is not used). Any other
     name is looked for in ``data_dir``, in this order:
 
-    1. ``data_dir/res101.mat`` + ``att_splits.mat``, then ``data_dir/<name>/res101.mat`` +
-       ``att_splits.mat``: :func:`read_xlsa17`;
+    1. ``res101.mat`` + ``att_splits.mat`` in ``data_dir``, then in ``data_dir/<name>``,
+       then in ``data_dir/data/<name>`` (``data_dir`` is the unpacked ``xlsa17`` folder
+       itself): :func:`read_xlsa17`;
     2. ``data_dir/<name>.npz``: :func:`read_npz`;
     3. ``data_dir/<name>_meta.npz``: :func:`make_semi_synthetic`.
 
@@ -97,7 +99,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, *,
     looked: list[str] = []
     notes: list[str] = []
     if features != "semi-synthetic":
-        for folder in (root, root / name):
+        for folder in (root, root / name, root / "data" / name):
             looked.append(f"{folder / FEATURES_FILE} + {SPLITS_FILE}")
             if (folder / FEATURES_FILE).is_file():
                 # A missing att_splits.mat beside it is explained by the reader.

@@ -15,6 +15,12 @@ A folder such as ``xlsa17/data/CUB`` holds two MATLAB files:
 ``[N, D]`` float32, labels int64, attributes ``[C, A]`` float32. MATLAB v7.3 (HDF5)
 files are not supported; the official release is v5, which ``scipy.io.loadmat`` reads.
 
+:func:`write_xlsa17` writes a :class:`ZSLDataset` back out in that layout (v5, 1-based,
+features as doubles), so that code written for the official files, such as the authors'
+code of a method, runs on the same data as czsl. Besides the official variables it
+stores ``czsl_source`` (``"semi-synthetic"``, ...) where the features are not real, so
+that a (semi-)synthetic dataset read back stays labelled as such.
+
 Missing, truncated and non-MATLAB files raise :class:`~czsl.errors.DataError`. One case
 cannot be caught: a v5 file whose bytes were overwritten in the middle (not cut short) can
 make scipy's C reader crash the interpreter (a segmentation fault; scipy does not
@@ -25,18 +31,21 @@ download it again.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import scipy.io
 import scipy.sparse
 
-from czsl.data.dataset import REQUIRED_SPLITS, ZSLDataset
+from czsl.data.dataset import REQUIRED_SPLITS, SOURCES, ZSLDataset
 from czsl.errors import DataError
 
 FEATURES_FILE = "res101.mat"
 SPLITS_FILE = "att_splits.mat"
 _OPTIONAL_SPLITS = ("train", "val")
+#: czsl's own variable in res101.mat: where the features come from, if not real images
+SOURCE_VARIABLE = "czsl_source"
 _REFETCH = ("take a fresh copy from the official xlsa17 archive (xlsa17.zip, MPI-INF "
             "'Zero-Shot Learning - The Good, the Bad and the Ugly')")
 
@@ -46,7 +55,8 @@ def read_xlsa17(folder: str | os.PathLike[str], name: str | None = None) -> ZSLD
 
     :param folder: the dataset folder, e.g. ``xlsa17/data/CUB``.
     :param name: the dataset's name; default: the folder's name upper-cased.
-    :returns: the dataset with ``source="real"`` and ``origin`` the folder; splits
+    :returns: the dataset with ``origin`` the folder and ``source="real"`` (or the
+        ``czsl_source`` that :func:`write_xlsa17` stored); splits
         ``trainval``, ``test_seen``, ``test_unseen`` and, where the file has them,
         ``train`` and ``val``. Class names default to ``class_<k>`` when
         ``allclasses_names`` is absent.
@@ -66,7 +76,8 @@ def read_xlsa17(folder: str | os.PathLike[str], name: str | None = None) -> ZSLD
                         f"{FEATURES_FILE} (image features and labels) and {SPLITS_FILE} "
                         f"(attributes and splits); {_REFETCH}")
 
-    mat = _loadmat(feat_path, ("features", "labels"))
+    mat = _loadmat(feat_path, ("features", "labels", SOURCE_VARIABLE))
+    source = _source(mat, feat_path)
     features = _numeric(mat, feat_path, "features")
     labels = _one_based(mat, feat_path, "labels")
     if features.ndim != 2:
@@ -141,9 +152,88 @@ def read_xlsa17(folder: str | os.PathLike[str], name: str | None = None) -> ZSLD
         attributes=np.ascontiguousarray(att.T, dtype=np.float32),           # [C, A]
         class_names=class_names,
         splits=splits,
-        source="real",
+        source=source,
         origin=str(folder),
     )
+
+
+def write_xlsa17(dataset: ZSLDataset, folder: str | os.PathLike[str]) -> Path:
+    """Write ``dataset`` as ``folder/res101.mat`` + ``folder/att_splits.mat`` (xlsa17 layout).
+
+    The variables are those of the official files: ``features`` D x N and ``labels``
+    N x 1 (1-based) as doubles; ``att`` A x C, ``allclasses_names`` a C x 1 cell array,
+    and every split as a 1-based ``<split>_loc`` column of unsigned integers.
+    ``original_att`` is not written (a :class:`ZSLDataset` does not keep it).
+    :func:`read_xlsa17` reads the folder back to the same features, labels, attributes,
+    names and splits, bit for bit. Both files are written under temporary names and
+    renamed only once both are complete, so a failure leaves the folder as it was.
+
+    :param dataset: the dataset.
+    :param folder: the dataset folder to write, e.g. ``xlsa17/data/CUB``; created if
+        missing, its two files replaced if present.
+    :returns: ``folder``.
+    :raises DataError: if the folder cannot be created or written.
+    """
+    folder = Path(folder)
+
+    def column(values: np.ndarray, dtype: type) -> np.ndarray:
+        return (np.asarray(values, dtype=np.int64) + 1).astype(dtype)[:, None]  # 1-based
+
+    # the official index vectors are unsigned integers (code indexes arrays with them)
+    index = np.uint16 if dataset.features.shape[0] < 2**16 else np.uint32
+
+    names = np.empty((dataset.n_classes, 1), dtype=object)
+    names[:, 0] = list(dataset.class_names)
+    features = {"features": dataset.features.T.astype(np.float64),        # [D, N]
+                "labels": column(dataset.labels, np.float64)}
+    if dataset.source != "real":
+        features[SOURCE_VARIABLE] = dataset.source
+    splits = {"att": dataset.attributes.T.astype(np.float64),            # [A, C]
+              "allclasses_names": names,
+              **{f"{split}_loc": column(idx, index) for split, idx in dataset.splits.items()}}
+    temporary: list[str] = []
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for variables in (features, splits):
+            temporary.append(_save_temporary(folder, variables))
+        for tmp, file in zip(temporary, (FEATURES_FILE, SPLITS_FILE)):
+            os.replace(tmp, folder / file)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot write the xlsa17 files ({exc}); check that the "
+                        "folder can be created, is writable and has space") from exc
+    finally:
+        for tmp in temporary:
+            Path(tmp).unlink(missing_ok=True)
+    return folder
+
+
+def _save_temporary(folder: Path, variables: dict[str, object]) -> str:
+    """``scipy.io.savemat`` to a new temporary file in ``folder``; returns its path."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".xlsa17.", suffix=".mat.tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fh.fileno(), 0o666 & ~umask)  # mkstemp's 0600 would hide the data
+            scipy.io.savemat(fh, variables)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _source(mat: dict, path: Path) -> str:
+    """The ``czsl_source`` variable :func:`write_xlsa17` stores, ``"real"`` without it."""
+    if SOURCE_VARIABLE not in mat:
+        return "real"
+    value = mat[SOURCE_VARIABLE]
+    text = str(value.reshape(-1)[0]) if isinstance(value, np.ndarray) and value.size else ""
+    if text not in SOURCES:
+        raise DataError(f"{path}: {SOURCE_VARIABLE!r} must be one of {SOURCES}, got {value!r}; "
+                        "rewrite the folder with czsl.data.write_xlsa17")
+    return text
 
 
 def _loadmat(path: Path, names: tuple[str, ...] | None) -> dict:
