@@ -375,7 +375,8 @@ def test_plugin_whose_state_cannot_be_pickled_is_named(tmp_path, flaky):
         run_scenario(scenario, runs_dir=tmp_path, **QUIET)
     message = str(err.value)
     assert "regularizer 'flaky' (plugin 'flaky' from czsl-flaky 0.1) cannot be " \
-           "checkpointed after task 0: its attribute 'hook' cannot be pickled" in message
+           "checkpointed (found when the run was built): its attribute 'hook' cannot be " \
+           "pickled" in message
     assert "__getstate__/__setstate__" in message
     assert list(tmp_path.iterdir()) == [tmp_path / "site"]  # the plugin only
 
