@@ -46,7 +46,8 @@ an error naming the plugin and the attribute. See :mod:`czsl.checkpoint`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
@@ -75,11 +76,17 @@ class Component:
     :param kind: one of :data:`KINDS`.
     :param name: the name a scenario file uses, e.g. ``"ewc_online"``; unique per kind.
     :param summary: one line saying what it is and which paper it comes from.
+    :param options: optional: the options it takes, name -> default, shown by ``czsl
+        plugins``. Leave it out when the factory hands its ``options`` on as
+        ``f(**options)`` to a function or class of the plugin's module: czsl reads the
+        options from that callee's keyword parameters (see
+        :func:`czsl.plugin_check.component_options`).
     """
 
     kind: str
     name: str
     summary: str
+    options: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @hookspec
