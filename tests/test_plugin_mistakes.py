@@ -212,3 +212,27 @@ def test_a_slow_import_is_named(plugin_dir):
     [note] = plugins.notes
     assert note.startswith("plugin 'slow' from package czsl-slow 0.1 took 2.5 s to import")
     assert not Plugins(eps, clock=iter([10.0, 10.2]).__next__).notes
+
+
+@pytest.mark.parametrize("cast, words", [
+    (lambda x: x.double(), "returned a torch.float64 tensor on cpu for torch.float32"),
+    (lambda x: x.to("meta"), "returned a torch.float32 tensor on meta for torch.float32"),
+])
+def test_a_sample_of_the_wrong_dtype_or_device_is_refused_at_once(cast, words):
+    import torch
+
+    from czsl.generators import CheckedGenerator
+
+    class Generator:
+        def fit(self, features, attributes):
+            pass
+
+        def to(self, device):
+            return self
+
+        def sample(self, attributes, n):
+            return cast(torch.zeros(len(attributes) * n, 3))
+
+    checked = CheckedGenerator(Generator(), "generator 'g' (plugin 'g' from czsl-g 0.1)", 3)
+    with pytest.raises(PluginError, match=words):
+        checked.sample(torch.zeros(2, 4), 5)
