@@ -254,6 +254,7 @@ class Plugins:
         from czsl.plugin_check import check  # only when a name is unknown
 
         found = [*(p.message for p in self.problems), *check(self)]
+        found.sort(key=lambda line: repr(name) not in line)  # the likeliest cause first
         more = (f" 'czsl plugins' also reports: {found[0]}"
                 + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")) if found else ""
         raise PluginError(f"unknown {kind} {name!r}. Installed {kind}s: "

@@ -155,9 +155,14 @@ def test_hook_functions_without_hookimpl_are_reported(plugin_dir):
                          {"quiet": "czsl_test_quiet"}, unmarked)
     write_plugin_package(plugin_dir, "czsl-empty", "czsl_test_empty",
                          {"empty": "czsl_test_empty"}, "X = 1\n")
-    found = check(Plugins())
-    assert "plugin 'quiet' (czsl-quiet 0.1): czsl_components lacks @czsl.hookimpl, so czsl " \
-           "never calls it" in "\n".join(found)
+    plugins = Plugins()
+    found = check(plugins)
+    line = ("plugin 'quiet' (czsl-quiet 0.1): czsl_components lacks @czsl.hookimpl, so czsl "
+            "never calls it")
+    assert line in "\n".join(found)
+    with pytest.raises(PluginError) as err:  # the unknown name says why
+        plugins.find("regularizer", "quiet")
+    assert line in str(err.value)
     assert "plugin 'empty' (czsl-empty 0.1): czsl_test_empty implements no czsl hook" \
            in "\n".join(found)
 
@@ -236,3 +241,25 @@ def test_a_sample_of_the_wrong_dtype_or_device_is_refused_at_once(cast, words):
     checked = CheckedGenerator(Generator(), "generator 'g' (plugin 'g' from czsl-g 0.1)", 3)
     with pytest.raises(PluginError, match=words):
         checked.sample(torch.zeros(2, 4), 5)
+
+
+def test_state_that_becomes_unpicklable_in_training_is_named_after_the_task(plugin_dir,
+                                                                            tmp_path):
+    source = REGULARIZER.replace('"NAME"', '"late"').replace('''
+        return SupervisedPlugin()''', '''
+        class Late(SupervisedPlugin):
+            def after_training_exp(self, strategy, **kwargs):
+                self.hook = lambda: None  # pickle cannot save this
+
+        return Late()''')
+    write_plugin_package(plugin_dir, "czsl-late", "czsl_test_late", {"late": "czsl_test_late"},
+                         source)
+    runs = tmp_path / "runs"
+    with pytest.raises(PluginError) as err:
+        run_scenario(load_scenario(None, SMALL + ["regularizer=late"]), runs_dir=runs, **QUIET)
+    message = str(err.value)
+    assert message.startswith("regularizer 'late' (plugin 'late' from czsl-late 0.1) cannot "
+                              "be checkpointed after task 0: its attribute 'hook' cannot be "
+                              "pickled"), message
+    assert "Late needs __getstate__/__setstate__" in message
+    assert "No task had finished" in message and not any(runs.glob("*/results.json"))
