@@ -82,15 +82,15 @@ def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
     owner = None if holder is None else owners.get(id(holder))
     if owner is None:
         return RuntimeError(f"cannot checkpoint the learner's {path}: {exc.cause}")
-    value = object_state(holder).get(path[2]) if len(path) > 2 and isinstance(
-        object_state(holder), dict) else None
+    state = object_state(holder)
+    value = state.get(path[2]) if len(path) > 2 and isinstance(state, dict) else None
     inner = value.generator if isinstance(value, CheckedGenerator) else value
-    if len(path) > 2 and id(inner) in owners and inner is not holder:
+    if value is not None and id(inner) in owners and inner is not holder:
         # another component's object: that component's fix (e.g. a GAN's spectral_norm)
         kind, name, item = owners[id(inner)]
         deeper = find_unpicklable(inner, refs)
-        what = (f"its attribute {deeper[0]!r}" if deeper else "its state")
-        held = (f", held by {owner[0]} {owner[1]!r} as {path[2]!r}")
+        what = f"its attribute {deeper[0]!r}" if deeper else "its state"
+        held = f", held by {owner[0]} {owner[1]!r} as {path[2]!r}"
         obj = inner
     else:
         kind, name, item = owner
