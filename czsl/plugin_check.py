@@ -25,7 +25,7 @@ from importlib import metadata
 from typing import Any
 
 from czsl import hookspecs
-from czsl.plugins import BUILT_IN, ENTRY_POINT_GROUP, Listed, Plugins
+from czsl.plugins import ENTRY_POINT_GROUP, Listed, Plugins
 
 #: what pluggy sets on a function marked ``@czsl.hookimpl``
 _MARK = f"{hookspecs.PROJECT}_impl"
@@ -155,8 +155,3 @@ def format_options(options: dict[str, Any] | None) -> str:
         return "(none)"
     return ", ".join(f"{name}={'(required)' if value is inspect.Parameter.empty else repr(value)}"
                      for name, value in options.items())
-
-
-def is_built_in(item: Listed) -> bool:
-    """Whether ``item`` comes with czsl."""
-    return item.package == BUILT_IN
