@@ -63,7 +63,8 @@ def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
 
     A plugin's attribute that holds the scenario's generator (a
     :class:`czsl.generators.CheckedGenerator`), or another plugin's object, is that
-    component's to fix, so it is named instead of the plugin holding it.
+    component's to fix, so it is named instead of the plugin holding it; so is an
+    add-on generator loss the generator holds.
 
     :param exc: what :func:`czsl.checkpoint.dump_learner_state` raised.
     :param extra_plugins: the learner's ``extra_plugins`` (``exc.path[1]`` indexes them).
@@ -74,8 +75,8 @@ def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
     :return: a :class:`PluginError`, or a ``RuntimeError`` when the state is czsl's own
         (a bug).
     """
-    from czsl.checkpoint import find_unpicklable, object_state
-    from czsl.generators import CheckedGenerator
+    from czsl.checkpoint import find_unpicklable, object_state, picklable
+    from czsl.generators import CheckedGenerator, GeneratorLosses
 
     path = exc.path  # ("plugins", index, attribute, ...) or ("model", ...), ...
     holder = extra_plugins[path[1]] if path[0] == "plugins" else None
@@ -89,6 +90,17 @@ def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
         # another component's object: that component's fix (e.g. a GAN's spectral_norm)
         kind, name, item = owners[id(inner)]
         deeper = find_unpicklable(inner, refs)
+        losses = getattr(inner, deeper[0], None) if deeper else None
+        if isinstance(losses, GeneratorLosses):  # an add-on loss's object: its plugin's fix
+            for where, loss in losses.losses:
+                if not picklable(loss, refs):
+                    return PluginError(
+                        f"{where}, held by {kind} {name!r}, cannot be checkpointed {when}: "
+                        f"the {type(loss).__name__} its czsl_make_generator_loss returned "
+                        f"cannot be pickled ({type(exc.cause).__name__}: {exc.cause}). "
+                        "Return an instance of a class defined at module level (not a "
+                        "lambda or a local function or class), with __getstate__/"
+                        f"__setstate__ that leave out what pickle refuses. {kept}")
         what = f"its attribute {deeper[0]!r}" if deeper else "its state"
         held = f", held by {owner[0]} {owner[1]!r} as {path[2]!r}"
         obj = inner

@@ -143,8 +143,11 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
     started = time.perf_counter()
     device = resolve_device(scenario.device)
     plugins = Plugins()
-    for problem in plugins.problems:  # an error only if a component below needs it
-        echo(f"warning: {problem.message}")
+    asked = [(kind, getattr(scenario, kind).name)
+             for kind in ("model", "regularizer", "replay", "generator")]
+    for problem in plugins.problems:  # those a component below needs fail there instead
+        if not any(problem.concerns(kind, name) for kind, name in asked):
+            echo(f"warning: {problem.message}")
     dataset = load_dataset(scenario.data.dataset, data_dir, features=scenario.data.features,
                            seed=scenario.seed, options=scenario.data.synthesis)
     seed_everything(scenario.seed)

@@ -251,6 +251,16 @@ def find_unpicklable(obj: Any, refs: Mapping[str, Any]) -> tuple[Any, ...] | Non
     return None
 
 
+def picklable(obj: Any, refs: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` itself pickles (its class by reference included), with ``refs``
+    saved as references as in :func:`dump_learner_state`."""
+    try:
+        _dumps(obj, _expand_refs(refs), ())
+    except Unpicklable:
+        return False
+    return True
+
+
 def load_learner_state(blobs: Mapping[str, Any], refs: Mapping[str, Any]) -> dict[str, Any]:
     """Undo :func:`dump_learner_state`, binding references to ``refs``."""
     refs = _expand_refs(refs)

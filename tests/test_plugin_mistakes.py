@@ -263,3 +263,30 @@ def test_state_that_becomes_unpicklable_in_training_is_named_after_the_task(plug
                               "pickled"), message
     assert "Late needs __getstate__/__setstate__" in message
     assert "No task had finished" in message and not any(runs.glob("*/results.json"))
+
+
+LAMBDA_LOSS = """
+    from czsl import Component, hookimpl
+
+    @hookimpl
+    def czsl_components():
+        return [Component("generator_loss", "lam", "a lambda: cannot be checkpointed")]
+
+    @hookimpl
+    def czsl_make_generator_loss(options):
+        return lambda batch: batch.fake.sum() * 0
+"""
+
+
+def test_an_unpicklable_generator_loss_is_named_not_the_generator(plugin_dir, tmp_path,
+                                                                  no_training):
+    write_plugin_package(plugin_dir, "czsl-lam", "czsl_test_lam", {"lam": "czsl_test_lam"},
+                         LAMBDA_LOSS)
+    scenario = load_scenario(None, SMALL + ["replay=generative_replay", "generator=cvae",
+                                            "generator.losses=[{name='lam'}]"])
+    with pytest.raises(PluginError) as err:
+        run_scenario(scenario, runs_dir=tmp_path / "runs", **QUIET)
+    assert str(err.value).startswith(
+        "generator loss 'lam' (plugin 'lam' from czsl-lam 0.1), held by generator 'cvae', "
+        "cannot be checkpointed (found when the run was built): the function its "
+        "czsl_make_generator_loss returned cannot be pickled"), str(err.value)
