@@ -574,11 +574,14 @@ def test_bad_input_is_one_clear_error_and_leaves_nothing(tmp_path, capsys, make_
     assert not runs.exists() or not any(runs.iterdir())
 
 
-def test_third_party_plugin_that_fails_to_import_stops_czsl_run(tmp_path, capsys, plugin_dir):
+def test_third_party_plugin_that_fails_to_import_stops_only_runs_that_ask_for_it(
+        tmp_path, capsys, plugin_dir):
     write_plugin_package(plugin_dir, "czsl-broken", "czsl_test_broken",
                          {"broken": "czsl_test_broken"}, "raise ImportError('no numpy 3')\n")
-    code, _, err = _cli(capsys, "run", "--runs-dir", str(tmp_path / "runs"), "--no-progress")
+    code, _, err = _cli(capsys, "run", "--runs-dir", str(tmp_path / "runs"), "--no-progress",
+                        "--set", "regularizer=broken")
     assert code == 2 and "Traceback" not in err
     assert "plugin 'broken' from package czsl-broken 0.1 failed to import" in err
     assert "pip uninstall czsl-broken" in err
     assert not (tmp_path / "runs").exists()
+    # a run that does not ask for it is not stopped (tests/test_plugin_mistakes.py)
