@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import time
 import traceback
-from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable
 
@@ -23,55 +22,15 @@ import pluggy
 
 from czsl import hookspecs
 from czsl.errors import CZSLError, OptionError, PluginError
-from czsl.hookspecs import KINDS, Component
+from czsl.hookspecs import KINDS
+from czsl.plugin_problems import (BUILT_IN, Listed, Problem, component_clash, declared,
+                                  dist_of, entry_point_clash)
+
+__all__ = ["BUILT_IN", "ENTRY_POINT_GROUP", "Listed", "Plugins", "Problem"]
 
 ENTRY_POINT_GROUP = "czsl"
-#: the distribution of the built-in plugins
-BUILT_IN = "czsl"
 #: a plugin slower than this to import is named by ``czsl plugins`` (seconds)
 SLOW_IMPORT_S = 0.5
-
-
-@dataclass(frozen=True)
-class Listed:
-    """A component together with where it comes from.
-
-    :param component: what the plugin declared.
-    :param plugin: the entry-point name of the plugin that provides it.
-    :param package: the distribution (pip package) that installed that plugin.
-    :param version: that distribution's version.
-    """
-
-    component: Component
-    plugin: str
-    package: str
-    version: str
-
-
-@dataclass(frozen=True)
-class Problem:
-    """A plugin (or some of its components) that czsl cannot use.
-
-    It is a warning for everything that does not need it, and the error of any
-    look-up that asks for one of its components.
-
-    :param plugin: the entry-point name.
-    :param package: ``"name version"`` of the distribution that installed it.
-    :param message: one line: what is wrong and how to fix it.
-    :param components: ``(kind, name)`` of the components it makes unusable; empty
-        when they are unknown (the plugin did not import or did not say).
-    """
-
-    plugin: str
-    package: str
-    message: str
-    components: tuple[tuple[str, str], ...] = ()
-
-    def concerns(self, kind: str, name: str) -> bool:
-        """Whether a look-up of ``name`` may want this plugin: one of its components, or
-        (components unknown) a name equal to the plugin's, the usual convention."""
-        return (kind, name) in self.components or (not self.components and
-                                                   name == self.plugin)
 
 
 class Plugins:
@@ -105,45 +64,19 @@ class Plugins:
         for ep in entry_points:
             by_name.setdefault(ep.name, []).append(ep)
         for name in sorted(by_name):
-            ep = self._one_of(name, by_name[name])
+            ep, problems = entry_point_clash(name, by_name[name])
+            self.problems += problems
             if ep is not None:
                 self._load(ep)
         self._check_hook_names()
         self.listed = self._collect_components()
-
-    def _one_of(self, name: str, eps: list[metadata.EntryPoint]) -> metadata.EntryPoint | None:
-        """The entry point to load among those named ``name``: the built-in if one is;
-        none if several third-party packages claim the name."""
-        if len(eps) == 1:
-            return eps[0]
-        built_in = [ep for ep in eps if _dist(ep)[0] == BUILT_IN]
-        others = [ep for ep in eps if ep not in built_in]
-        if built_in:
-            for ep in others:
-                package = " ".join(_dist(ep))
-                self._problem(name, package, (
-                    f"package {package} registers a czsl plugin named {name!r}, the name "
-                    "of a built-in czsl plugin, so czsl ignores it; rename that entry point "
-                    f"(the key before '=' under [project.entry-points.czsl] in "
-                    f"{_dist(ep)[0]}'s pyproject.toml, e.g. "
-                    f"'{_dist(ep)[0].replace('-', '_')}_{name}') and reinstall it"))
-            return built_in[0]
-        packages = [" ".join(_dist(ep)) for ep in others]
-        both = " and ".join(packages)
-        for package in packages:
-            self._problem(name, package, (
-                f"packages {both} both register a czsl plugin named {name!r}, so czsl "
-                "loads neither; rename the entry point (under [project.entry-points.czsl]"
-                " in its pyproject.toml) in one of them, or uninstall one (pip uninstall "
-                f"{' / '.join(p.split()[0] for p in packages)})"))
-        return None
 
     def _problem(self, plugin: str, package: str, message: str,
                  components: tuple[tuple[str, str], ...] = ()) -> None:
         self.problems.append(Problem(plugin, package, message, components))
 
     def _load(self, ep: metadata.EntryPoint) -> None:
-        package = _dist(ep)
+        package = dist_of(ep)
         self._package[ep.name] = package
         where = f"plugin {ep.name!r} from package {package[0]} {package[1]}"
         started = self._clock()
@@ -180,13 +113,13 @@ class Plugins:
                 module = self.modules.pop(name)
                 where = f"plugin {name!r} ({self.package_of(name)})"
                 try:  # which components it would have provided, to fail their look-ups
-                    declared = _declared(getattr(module, "czsl_components", list), where)
+                    components = declared(getattr(module, "czsl_components", list), where)
                 except PluginError:
-                    declared = []
+                    components = []
                 self._problem(name, self.package_of(name), (
                     f"{where} implements a hook czsl does not have: {exc}. Fix the "
                     "function's name (the hooks are listed in czsl/hookspecs.py)"),
-                    tuple((c.kind, c.name) for c in declared))
+                    tuple((c.kind, c.name) for c in components))
 
     def package_of(self, plugin: str) -> str:
         """``"name version"`` of the distribution that installed ``plugin``."""
@@ -198,7 +131,7 @@ class Plugins:
         for impl in self.pm.hook.czsl_components.get_hookimpls():
             where = f"plugin {impl.plugin_name!r} ({self.package_of(impl.plugin_name)})"
             try:
-                components = _declared(impl.function, where)
+                components = declared(impl.function, where)
             except PluginError as exc:
                 self._problem(impl.plugin_name, self.package_of(impl.plugin_name), str(exc))
                 continue
@@ -210,26 +143,12 @@ class Plugins:
                 if other is None:
                     listed[key] = item
                     continue
-                first, second = sorted((other, item), key=lambda i: i.package != BUILT_IN)
-                this = f"the {comp.kind} {comp.name!r}"
-                if first.package == BUILT_IN:  # the built-in stays; the other is renamed
-                    message = (f"plugin {second.plugin!r} ({second.package} {second.version})"
-                               f" declares {this}, a built-in name, so czsl ignores its "
-                               f"{comp.kind}; rename it in that plugin's czsl_components()"
-                               " (and in your scenarios)")
-                    self._problem(second.plugin, f"{second.package} {second.version}",
-                                  message, (key,))
-                    listed[key] = first
-                    continue
-                message = (f"plugins {first.plugin!r} ({first.package} {first.version}) and "
-                           f"{second.plugin!r} ({second.package} {second.version}) both "
-                           f"declare {this}, so czsl uses neither; rename it in one of them "
-                           f"or uninstall one (pip uninstall {first.package} / "
-                           f"{second.package})")
-                for clash in (first, second):
-                    self._problem(clash.plugin, f"{clash.package} {clash.version}", message,
-                                  (key,))
-                del listed[key]
+                kept, problems = component_clash(other, item)
+                self.problems += problems
+                if kept is None:
+                    del listed[key]
+                else:
+                    listed[key] = kept
         return sorted(listed.values(), key=lambda item: (KINDS.index(item.component.kind),
                                                          item.component.name))
 
@@ -331,29 +250,3 @@ def _raised_in(exc: BaseException, function: Any) -> bool:
     code = getattr(function, "__code__", None)
     # a factory that hands its options on (make_plugin(**options)) from a helper
     return (bool(frames) and frames[-1].f_code is code) or "unexpected keyword argument" in str(exc)
-
-
-def _dist(ep: metadata.EntryPoint) -> tuple[str, str]:
-    """``(name, version)`` of the distribution that installed ``ep``."""
-    return (ep.dist.name, ep.dist.version) if ep.dist is not None else ("?", "?")
-
-
-def _declared(function: Callable[[], Any], where: str) -> list[Component]:
-    """What a ``czsl_components`` implementation returns, checked.
-
-    :raises PluginError: if it raises or returns anything but components of known kinds.
-    """
-    try:
-        components = function()
-    except Exception as exc:
-        raise PluginError(f"{where}: czsl_components() raised "
-                          f"{type(exc).__name__}: {exc}") from exc
-    if not isinstance(components, (list, tuple)) or not all(
-            isinstance(c, Component) for c in components):
-        raise PluginError(f"{where}: czsl_components() must return a list of "
-                          f"czsl.Component, got {components!r}")
-    for comp in components:
-        if comp.kind not in KINDS:
-            raise PluginError(f"{where}: component {comp.name!r} has kind "
-                              f"{comp.kind!r}; kinds are {list(KINDS)}")
-    return list(components)
