@@ -1,6 +1,6 @@
 """The continual ZSL table: {Sequential, EWC-online, MAS, A-GEM, Multi-task} x ClassNorm on/off.
 
-    python benchmarks/czsl_table.py [--data-dir ../shared/data] [--datasets cub sun]
+    python -m benchmarks.czsl_table [--data-dir ../shared/data] [--datasets cub sun]
         [--protocols grw classnorm] [--seeds 0 1 2] [--out benchmarks/czsl_table.md]
 
 Each cell runs the shipped scenario (``scenarios/<dataset>_czsl.toml`` for ``grw``,
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import json
 import platform
 import shlex
 import statistics
@@ -30,35 +29,19 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import (CLASS_NORM, METHODS, ROOT, SCENARIO, publish, read_parts,
+                                recorded_command, save_part)
 from czsl.config import load_scenario
-from czsl.logging import atomic_write_text
+from czsl.metric_registry import SUMMARY, by_unit_then_name, of_scope
 from czsl.run import run_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
-
-METHODS = {
-    "Sequential": ["regularizer=none"],
-    "EWC-online": ["regularizer=ewc_online"],
-    "MAS": ["regularizer=mas"],
-    "A-GEM": ["regularizer=agem"],
-    # ClassNorm's joint baseline: all data so far, softmax over all seen classes
-    "Multi-task": ["replay=multitask", "train.loss_classes=seen"],
-    # a diagnostic, not in the default grid: MAS with no penalty changes nothing but
-    # the random stream (its importance pass draws batches; tested), so its runs are
-    # more draws of Sequential's: the ordering checks pool them with Sequential's
-    "MAS λ=0": ["regularizer=mas", "regularizer.lambda_reg=0"],
-    # a diagnostic: MAS with the reference code's importance merge (gamma * old + new)
-    "MAS γ=0.95": ["regularizer=mas", "regularizer.gamma=0.95"],
-}
 DEFAULT_METHODS = ["Sequential", "EWC-online", "MAS", "A-GEM", "Multi-task"]
 #: the ordering checks' columns: forgetting against Sequential's
 REGULARIZER_COLUMNS = ["EWC-online", "MAS", "MAS γ=0.95", "A-GEM"]
 #: ClassNorm's cap on joint training (configs/joint.yml), iterations per task
 MULTITASK_CAP = {"cub": 200, "sun": 150}
-CLASS_NORM = {"+ CN": ["model.class_norm=true", "model.proper_init=true"],
-              "no CN": ["model.class_norm=false", "model.proper_init=false"]}
-SCENARIO = {"grw": "{d}_czsl", "classnorm": "{d}_czsl_classnorm"}
-METRICS = ["mAUC", "mH", "mJA", "mSA", "mUA", "forgetting_final"]
+#: The table's metric columns: the registry's headline summary metrics.
+METRICS = by_unit_then_name(of_scope(SUMMARY, headline=True))
 
 PUBLISHED = """\
 Published figures (real data; not comparable to semi-synthetic runs):
@@ -81,39 +64,6 @@ differences (A-GEM memory per task, EWC's Fisher order, MAS's merge rule) are in
 plugin's docstring. Multi-task is capped at 200 (CUB) / 150 (SUN) iterations per task,
 as in the reference.
 """
-
-
-def _threads_prefix() -> str:
-    """``OMP_NUM_THREADS=N `` when it is set: the recorded command then says so."""
-    n = os.environ.get("OMP_NUM_THREADS")
-    return f"OMP_NUM_THREADS={shlex.quote(n)} " if n else ""
-
-
-def read_parts(paths) -> tuple[list[dict], list[str]]:
-    """The runs and commands of the ``--raw`` files ``paths``, for ``--merge``."""
-    records, commands = [], []
-    for path in paths:
-        saved = json.loads(Path(path).read_text())
-        records += saved["runs"]
-        commands.append(saved["command"])
-    return records, commands
-
-
-def save_part(path, command, runs) -> None:
-    """Write the ``--raw`` file ``path`` whole: called after every run, since a long grid
-    may be cut short."""
-    atomic_write_text(path, json.dumps({"command": command, "runs": runs}, indent=1))
-
-
-def publish(out, render, records, new, commands, command) -> int:
-    """Render the parts read (``records``, ``commands``) and this run's ``new`` records
-    (made by ``command``) with ``render``; print the text and write it whole to ``out``."""
-    if new:
-        commands = [*commands, command]
-    text = render(records + new, commands)
-    print(text)
-    atomic_write_text(out, text)
-    return 0
 
 
 def _cell(values, digits):
@@ -141,8 +91,7 @@ def render(records, commands) -> str:
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], k[1], order[k[2]], k[3] != "+ CN")):
         runs = groups[key]
-        cells = [_cell([r[m] for r in runs], 3 if m.startswith("forg") else 1)
-                 for m in METRICS]
+        cells = [_cell([r[m.name] for r in runs], m.digits) for m in METRICS]
         seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
         rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {seeds} | "
                     + " | ".join(cells) + f" | {_cell([r['wall_s'] for r in runs], 0)} |")
@@ -162,9 +111,9 @@ def render(records, commands) -> str:
               f"{platform.machine()} CPU shared with other jobs ({thread_note}; on a busy "
               "machine 1 thread is the faster, see speed.md), so wall times compare only "
               "roughly.", "",
-              "| data | protocol | method | ClassNorm | seeds | mAUC | mH | mJA | mSA | mUA | "
-              "forgetting | wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, "",
+              "| data | protocol | method | ClassNorm | seeds | "
+              + "".join(f"{m.column} | " for m in METRICS) + "wall s |",
+              "|" + "---|" * (6 + len(METRICS)), *rows, "",
               *ordering(groups), "", PUBLISHED]
     return "\n".join(lines)
 
@@ -261,10 +210,10 @@ def main(argv=None) -> int:
     records, commands = read_parts(args.merge)
     datasets = args.datasets if args.datasets is not None else ([] if args.merge
                                                                  else ["cub", "sun"])
-    command = (f"{_threads_prefix()}python benchmarks/czsl_table.py --data-dir "
-               f"{os.path.relpath(args.data_dir, ROOT)} --datasets {' '.join(datasets)} "
-               f"--protocols {' '.join(args.protocols)} --seeds "
-               f"{' '.join(map(str, args.seeds))} --methods {shlex.join(args.methods)}")
+    command = recorded_command(
+        "czsl_table", f"--data-dir {os.path.relpath(args.data_dir, ROOT)} --datasets "
+                      f"{' '.join(datasets)} --protocols {' '.join(args.protocols)} --seeds "
+                      f"{' '.join(map(str, args.seeds))} --methods {shlex.join(args.methods)}")
     new = []
     with tempfile.TemporaryDirectory() as runs:
         for dataset in datasets:

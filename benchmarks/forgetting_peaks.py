@@ -1,6 +1,6 @@
 """Where a method's forgetting comes from: how high each task peaks, and where it ends.
 
-    python benchmarks/forgetting_peaks.py [--data-dir ../shared/data] [--dataset sun]
+    python -m benchmarks.forgetting_peaks [--data-dir ../shared/data] [--dataset sun]
         [--protocol grw] [--class-norm off] [--methods Sequential EWC-online] [--seeds 0 1 2]
 
 Final forgetting (Chaudhry et al., 2018) is the mean drop of each earlier task's
@@ -26,13 +26,11 @@ from pathlib import Path
 
 import torch
 
+from benchmarks._common import CLASS_NORM, METHODS, ROOT, SCENARIO, recorded_command
 from czsl.config import load_scenario
-from czsl.logging import atomic_write_text
+from czsl.runfolder import atomic_write_text
 from czsl.run import run_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script czsl_table.py
-import czsl_table as table  # noqa: E402
 PARTS = ["own", "peak", "final", "forgetting", "lag"]
 
 
@@ -115,26 +113,27 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--dataset", default="sun", choices=["cub", "sun"])
-    parser.add_argument("--protocol", default="grw", choices=list(table.SCENARIO))
+    parser.add_argument("--protocol", default="grw", choices=list(SCENARIO))
     parser.add_argument("--class-norm", default="off", choices=["on", "off"])
     parser.add_argument("--methods", nargs="+", default=["Sequential", "EWC-online"],
-                        choices=list(table.METHODS))
+                        choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "forgetting_peaks.md")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
-    cn = table.CLASS_NORM["+ CN" if args.class_norm == "on" else "no CN"]
-    name = table.SCENARIO[args.protocol].format(d=args.dataset)
-    command = (f"{table._threads_prefix()}python benchmarks/forgetting_peaks.py --data-dir "
-               f"{os.path.relpath(args.data_dir, ROOT)} --dataset {args.dataset} --protocol "
-               f"{args.protocol} --class-norm {args.class_norm} --methods "
-               f"{' '.join(args.methods)} --seeds {' '.join(map(str, args.seeds))}")
+    cn = CLASS_NORM["+ CN" if args.class_norm == "on" else "no CN"]
+    name = SCENARIO[args.protocol].format(d=args.dataset)
+    command = recorded_command(
+        "forgetting_peaks", f"--data-dir {os.path.relpath(args.data_dir, ROOT)} --dataset "
+                            f"{args.dataset} --protocol {args.protocol} --class-norm "
+                            f"{args.class_norm} --methods {' '.join(args.methods)} --seeds "
+                            f"{' '.join(map(str, args.seeds))}")
     rows, semi = [], False
     with tempfile.TemporaryDirectory() as runs:
         for method in args.methods:
             for seed in args.seeds:
                 scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml",
-                                         [*table.METHODS[method], *cn, f"seed={seed}"])
+                                         [*METHODS[method], *cn, f"seed={seed}"])
                 res = run_scenario(scenario, data_dir=args.data_dir, runs_dir=Path(runs),
                                    progress=False, echo=lambda _: None).results
                 semi = semi or bool(res["semi_synthetic"])

@@ -1,6 +1,6 @@
 """Generative ZSL and generative replay on CUB / SUN, beside the published figures.
 
-    python benchmarks/generators.py [--data-dir ../shared/data] [--runs KEY ...]
+    python -m benchmarks.generators [--data-dir ../shared/data] [--runs KEY ...]
                                     [--raw PART.json] [--merge PART.json ...]
 
 Runs static generative GZSL (``scenarios/{cub,sun}_gzsl_fclswgan.toml``, with the
@@ -22,12 +22,9 @@ import time
 import warnings
 from pathlib import Path
 
+from benchmarks._common import ROOT, publish, read_parts, recorded_command, save_part
 from czsl.config import load_scenario
 from czsl.run import run_scenario
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script czsl_table.py
-from czsl_table import publish, read_parts, save_part  # noqa: E402
 
 #: key: (scenario file, overrides, generator label)
 RUNS = {
@@ -162,8 +159,9 @@ def main(argv=None) -> int:
 
     records, commands = read_parts(args.merge)
     keys = args.runs if args.runs is not None else ([] if args.merge else list(RUNS))
-    command = (f"python benchmarks/generators.py --data-dir "
-               f"{os.path.relpath(args.data_dir, ROOT)} --runs {' '.join(keys)}")
+    command = recorded_command("generators", f"--data-dir "
+                               f"{os.path.relpath(args.data_dir, ROOT)} --runs "
+                               f"{' '.join(keys)}")
     new = []
     with tempfile.TemporaryDirectory() as runs:
         for key in keys:

@@ -6,8 +6,8 @@ samples, 717 classes, tasks of 47, 47, 47 and 12 x 48). Both sides compute the f
 metric set (per-step SA/UA/H/JA, AUSUC at every step, accuracy matrix, forgetting,
 summary) in the same process; the results are compared before any time is reported.
 
-    python benchmarks/metrics_speed.py --wait-idle 300  # CPU -> benchmarks/metrics_speed.md
-    python benchmarks/metrics_speed.py --device cuda    # adds / replaces the cuda section
+    python -m benchmarks.metrics_speed --wait-idle 300  # CPU -> benchmarks/metrics_speed.md
+    python -m benchmarks.metrics_speed --device cuda    # adds / replaces the cuda section
 
 The markdown table is printed and written to ``--out``; a section per device is kept,
 so a GPU figure can be added to the CPU one later.
@@ -17,23 +17,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import math
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks._common import ROOT, cpu_model
 from czsl.metrics import run_metrics
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script speed.py
-from speed import cpu_model  # noqa: E402
-
-ORACLE_FILE = ROOT / "tests" / "test_metrics.py"
 
 #: name -> (steps, test samples, task sizes)
 RUNS = {
@@ -43,11 +36,10 @@ RUNS = {
 
 
 def load_oracle():
-    """Import ``oracle_run`` from the test file, so there is one oracle."""
-    spec = importlib.util.spec_from_file_location("czsl_metrics_oracle", ORACLE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.oracle_run
+    """``oracle_run`` of ``tests/test_metrics.py`` (a package, importable from the
+    repository root), so there is one oracle."""
+    from tests.test_metrics import oracle_run
+    return oracle_run
 
 
 def make_run(n_steps: int, n_samples: int, task_sizes: list[int], seed: int = 0):
@@ -154,7 +146,7 @@ def render_section(device: torch.device, rows: list[dict], repeats: int,
 def write_markdown(path: Path, section: str, device_type: str) -> str:
     """Replace this device's section in ``path`` (keeping the others) and return all."""
     header = ("# czsl.metrics speed\n\n"
-              "Written by `benchmarks/metrics_speed.py` (rerun it to refresh a section).\n")
+              "Written by `python -m benchmarks.metrics_speed` (rerun it to refresh a section).\n")
     sections = {}
     if path.exists():
         for chunk in path.read_text().split("\n## ")[1:]:

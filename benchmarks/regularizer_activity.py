@@ -1,15 +1,17 @@
 """How much each regularizer acts on training, at its published defaults.
 
-    python benchmarks/regularizer_activity.py [--data-dir ../shared/data]
+    python -m benchmarks.regularizer_activity [--data-dir ../shared/data]
         [--cells cub:grw:on sun:grw:off] [--methods EWC-online MAS A-GEM] [--seed 0]
 
 A regularizer that forgets as much as Sequential may simply do little. For one run of
 each regularizer in a cell of the CZSL table (``benchmarks/czsl_table.py``: same
-scenarios, same overrides), this measures on every training step after the first task:
+scenarios, same overrides, from ``benchmarks/_common.py``), this measures on every
+training step after the first task:
 
 * EWC-online, MAS: the penalty added to the loss, as a fraction of the cross-entropy
   it is added to (a spy plugin reads ``strategy.loss`` before and after the
-  regularizer's ``before_backward``);
+  regularizer's ``before_backward``: the spies are placed first and last in the
+  learner's ``plugins`` built by :func:`czsl.build.build_run`);
 * A-GEM: the share of steps whose gradient opposes the reference gradient of the
   memory and is therefore projected, and how much projection changes such a gradient
   (``|g' - g| / |g|``).
@@ -31,14 +33,11 @@ from pathlib import Path
 import torch
 from avalanche.core import SupervisedPlugin
 
+from benchmarks._common import CLASS_NORM, METHODS, ROOT, SCENARIO, recorded_command
+from czsl.build import build_run
 from czsl.config import load_scenario
-from czsl.learner import ZSLLearner
-from czsl.logging import atomic_write_text
-from czsl.run import make_optimizer, prepare_run
+from czsl.runfolder import atomic_write_text
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the sibling script czsl_table.py
-import czsl_table as table  # noqa: E402
 REGULARIZERS = ["EWC-online", "MAS", "A-GEM"]
 
 
@@ -87,20 +86,18 @@ class After(SupervisedPlugin):
 
 def measure(scenario, data_dir) -> dict[str, float]:
     """Train ``scenario`` with the spies around its regularizer; their summary."""
-    prepared = prepare_run(scenario, data_dir=data_dir, echo=lambda _: None)
-    agem = next((p for p in prepared.extra if hasattr(p, "reference_gradients")), None)
+    built = build_run(scenario, data_dir=data_dir, echo=lambda _: None)
+    agem = next((p for p in built.extra if hasattr(p, "reference_gradients")), None)
     before = Before(agem)
     after = After(before)
-    train = scenario.train
-    learner = ZSLLearner(
-        model=prepared.model, stream=prepared.stream,
-        optimizer=make_optimizer(scenario, prepared.model.parameters()),
-        loss_classes=train.loss_classes, train_mb_size=train.batch_size,
-        train_epochs=train.epochs, eval_mb_size=train.eval_batch_size,
-        device=prepared.device, plugins=[before, *prepared.extra, after])
-    for step in range(prepared.stream.n_tasks):
-        learner.train_task(step)
-    out = {"steps": len(after.ratios), "semi": prepared.dataset.source == "semi-synthetic"}
+    # around the regularizer and replay: Avalanche calls plugins in list order, as the
+    # run does when it puts its loss logger first
+    built.learner.plugins.insert(0, before)
+    built.learner.plugins.append(after)
+    for step in range(built.stream.n_tasks):
+        built.start_task(step)
+        built.learner.train_task(step)
+    out = {"steps": len(after.ratios), "semi": built.dataset.source == "semi-synthetic"}
     if agem is not None:
         out["projected"] = sum(d < 0 for d in before.dots) / max(len(before.dots), 1)
         out["change"] = statistics.fmean(after.changes) if after.changes else 0.0
@@ -143,7 +140,7 @@ def main(argv=None) -> int:
                         metavar="DATASET:PROTOCOL:CLASSNORM",
                         help="table cells, e.g. cub:grw:on (ClassNorm on or off)")
     parser.add_argument("--methods", nargs="+", default=REGULARIZERS,
-                        choices=[m for m in table.METHODS
+                        choices=[m for m in METHODS
                                  if m not in ("Sequential", "Multi-task")])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path,
@@ -154,22 +151,22 @@ def main(argv=None) -> int:
     for cell in args.cells:
         parts = cell.split(":")
         if (len(parts) != 3 or parts[0] not in ("cub", "sun") or parts[1] not in
-                table.SCENARIO or parts[2] not in ("on", "off")):
+                SCENARIO or parts[2] not in ("on", "off")):
             parser.error(f"--cells {cell!r}: expected DATASET:PROTOCOL:CLASSNORM with "
-                         f"DATASET cub or sun, PROTOCOL one of {list(table.SCENARIO)}, "
+                         f"DATASET cub or sun, PROTOCOL one of {list(SCENARIO)}, "
                          "CLASSNORM on or off, e.g. cub:grw:on")
         cells.append(parts)
-    command = (f"{table._threads_prefix()}python benchmarks/regularizer_activity.py "
-               f"--data-dir {os.path.relpath(args.data_dir, ROOT)} --cells "
-               f"{' '.join(args.cells)} --methods {shlex.join(args.methods)} --seed "
-               f"{args.seed}")
+    command = recorded_command(
+        "regularizer_activity", f"--data-dir {os.path.relpath(args.data_dir, ROOT)} --cells "
+                                f"{' '.join(args.cells)} --methods "
+                                f"{shlex.join(args.methods)} --seed {args.seed}")
     rows = []
     for dataset, protocol, cn in cells:
         cn_label = "+ CN" if cn == "on" else "no CN"
         for method in args.methods:
             scenario = load_scenario(
-                ROOT / "scenarios" / f"{table.SCENARIO[protocol].format(d=dataset)}.toml",
-                [*table.METHODS[method], *table.CLASS_NORM[cn_label], f"seed={args.seed}"])
+                ROOT / "scenarios" / f"{SCENARIO[protocol].format(d=dataset)}.toml",
+                [*METHODS[method], *CLASS_NORM[cn_label], f"seed={args.seed}"])
             found = measure(scenario, args.data_dir)
             rows.append({"dataset": dataset.upper(), "protocol": protocol, "cn": cn_label,
                          "seed": args.seed, "method": method, **found})

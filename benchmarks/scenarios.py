@@ -1,6 +1,6 @@
 """Run the shipped CUB / SUN scenarios and write their metrics and wall time as markdown.
 
-    python benchmarks/scenarios.py [--data-dir ../shared/data] [--out benchmarks/scenarios.md]
+    python -m benchmarks.scenarios [--data-dir ../shared/data] [--out benchmarks/scenarios.md]
 
 With ``../shared/data`` (metadata only) the runs are semi-synthetic and the table says so;
 pointed at a real xlsa17 folder the same command measures real features. The published
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
                   "attributes at the real size, because the real ResNet-101 features are not "
                   "available here. They are not comparable to the published real-feature "
                   "figures beside them; those are given for orientation only.", ""]
-    lines += [f"Command: `python benchmarks/scenarios.py --data-dir "
+    lines += [f"Command: `python -m benchmarks.scenarios --data-dir "
               f"{os.path.relpath(args.data_dir, ROOT)}` "
               f"(shipped scenario files, seed as in each file). Machine: "
               f"{platform.machine()}, {torch.get_num_threads()} torch threads, "

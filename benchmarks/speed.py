@@ -7,9 +7,10 @@ What it measures, each figure written to ``--out`` as markdown:
   time of :func:`czsl.run.run_scenario` (data to ``results.json``), the peak resident
   memory (``ru_maxrss``) and the import time of torch, Avalanche and czsl, each run in a
   fresh child process. The run's time is broken down into data loading, setup (model and
-  plugins), training, evaluation, metrics, logging and checkpointing by wrapping czsl's
-  own functions with timers from this script (:data:`TIMED`); each timer counts only its
-  own time, not that of timers nested in it, so the parts add up to the wall time.
+  plugins), training, testing, metrics, each observer of the run (divergence check,
+  TensorBoard, progress bar, checkpoint) and the results, as the run itself reports them
+  in :attr:`czsl.run.RunResult.timings` (see :data:`PARTS`); *other* is the rest of the
+  wall time, so the parts add up to it.
 * **Avalanche's overhead**: the same training steps (same model, tasks, optimizer, batch
   size, epochs and masked loss) done by ``ZSLLearner.train_task`` and by a plain torch
   loop, task by task in turns in one process, as a ratio (target: at most 1.5x).
@@ -20,9 +21,11 @@ What it measures, each figure written to ``--out`` as markdown:
   full-size features archive written by ``write_npz`` to a temporary folder.
 * **A profile** (cProfile) of the CUB run: the top functions and where the time goes.
 
-    python benchmarks/speed.py --threads 1          # -> benchmarks/speed.md (~8 min, 2 CPUs)
-    python benchmarks/speed.py --quick --threads 1 --out quick.md   # smoke test, synthetic
-    python benchmarks/speed.py --device cuda        # on a GPU; the markdown names it
+    python -m benchmarks.speed --threads 1     # -> benchmarks/speed.md (~8 min, 2 CPUs)
+    python -m benchmarks.speed --quick --threads 1 --out quick.md   # smoke test, synthetic
+    python -m benchmarks.speed --device cuda   # on a GPU; the markdown names it
+
+(from the repository root: ``benchmarks`` is a package).
 
 ``--data-dir`` (default ``../shared/data``) holds ``CUB_meta.npz`` / ``SUN_meta.npz``:
 the runs then use **semi-synthetic** features (real metadata, features synthesised from
@@ -38,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import json
 import os
 import platform
@@ -53,41 +55,50 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ROOT / "scenarios"
+from benchmarks._common import ROOT, cpu_model, load_avg
 
-#: (module[:class], attribute, part): the functions timed in an end-to-end run. A timer
-#: counts its own time only; a timed call nested in another is counted in its own part.
-TIMED = [
-    ("czsl.run", "load_dataset", "data loading"),
-    ("czsl.run", "build_stream", "data loading"),
-    ("czsl.run", "prepare_run", "setup (model, plugins, learner)"),
-    ("czsl.learner:ZSLLearner", "__init__", "setup (model, plugins, learner)"),
-    ("czsl.learner:ZSLLearner", "train_task", "training"),
-    ("czsl.learner:ZSLLearner", "test_logits", "evaluation"),
-    ("czsl.metrics", "run_metrics", "metrics"),
-    ("czsl.metrics", "seen_unseen_curve", "metrics"),
-    ("czsl.run", "_results", "metrics"),
-    ("czsl.logging:RunLogger", "__init__", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "write_scenario", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "log_step", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "log_losses", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "write_hparams", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "write_results", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:RunLogger", "close", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:LossLogger", "before_backward", "logging (TensorBoard, results.json)"),
-    ("czsl.logging:LossLogger", "after_training_iteration",
-     "logging (TensorBoard, results.json)"),
-    ("czsl.logging:LossLogger", "after_training_epoch", "logging (TensorBoard, results.json)"),
-    ("czsl.run", "_checkpoint", "checkpointing"),
-    ("czsl.run", "remove_checkpoint", "checkpointing"),
-]
-PARTS = list(dict.fromkeys(part for _, _, part in TIMED)) + ["other (unwrapped code)"]
+#: Key of :attr:`czsl.run.RunResult.timings` -> the part of a run it holds, in the order
+#: of the report. The loss logger (one TensorBoard scalar per iteration) is an Avalanche
+#: plugin of the learner, so its time is in training; metrics computed for an observer
+#: are in metrics, not in that observer.
+PARTS = {
+    "data": "data loading (read, split into tasks)",
+    "setup": "setup (model, plugins, learner)",
+    "training": "training (Avalanche loop, plugins, per-iteration loss logging)",
+    "testing": "testing (czsl.predict over the test set)",
+    "metrics": "metrics (for the TensorBoard step and the progress bar)",
+    "divergence check": "divergence check (observer)",
+    "tensorboard": "TensorBoard step logging: scalars, figures (observer)",
+    "progress": "progress bar (observer, disabled here)",
+    "checkpoint": "checkpointing (observer)",
+    "results": "results (results.json, TensorBoard hparams)",
+}
+#: The wall time no part of :data:`PARTS` holds.
+OTHER = ("other (run folder, scenario.toml, TensorBoard writer opened and closed, "
+         "checkpoint removed)")
+
+
+def breakdown(timings: dict[str, float], wall: float) -> dict[str, float]:
+    """A run's seconds per part: each :data:`PARTS` key (0 where the run had none), any
+    further key of ``timings`` (a new observer) as it is, and ``"other"``, the rest of
+    ``wall``, so the parts add up to ``wall``."""
+    parts = {key: float(timings.get(key, 0.0)) for key in PARTS}
+    parts.update({key: float(v) for key, v in timings.items() if key not in PARTS})
+    parts["other"] = wall - sum(parts.values())
+    return parts
+
+
+def part_label(key: str) -> str:
+    """The report's label of a :func:`breakdown` key."""
+    return PARTS.get(key, OTHER if key == "other" else f"{key} (observer)")
+
 
 #: The regularizers compared with sequential fine-tuning (``none``) on CUB.
 REGULARIZERS = ["none", "ewc_online", "mas", "agem"]
 
-#: Profile groups: label -> (file suffix, function) pairs whose cumulative times add up.
+#: Profile groups: label -> (file, function) pairs whose cumulative times add up; a file
+#: ending in ``/`` is a package (any of its modules; for names unique in czsl, so a
+#: module split leaves the group whole).
 PROFILE_GROUPS = {
     "model forward (AttributeModel.forward, training and testing)":
         [("czsl/models.py", "forward")],
@@ -99,12 +110,13 @@ PROFILE_GROUPS = {
     "masked loss (MaskedCrossEntropy.forward)": [("czsl/learner.py", "forward")],
     "batch fetching: per-sample __getitem__ + collate (DataLoader)":
         [("torch/utils/data/dataloader.py", "_next_data")],
-    "TensorBoard figures (matplotlib, czsl/logging.py)":
-        [("czsl/logging.py", "acc_matrix_figure"), ("czsl/logging.py", "seen_unseen_figure"),
-         ("czsl/logging.py", "figure_pixels")],
-    "RunLogger.log_step in all (figures, scalars, event files)":
-        [("czsl/logging.py", "log_step")],
-    "checkpoints (czsl/run.py _checkpoint)": [("czsl/run.py", "_checkpoint")],
+    "TensorBoard figures (matplotlib: acc_matrix_figure, seen_unseen_figure)":
+        [("czsl/", "acc_matrix_figure"), ("czsl/", "seen_unseen_figure"),
+         ("czsl/", "figure_pixels")],
+    "log_step in all (figures, scalars, event files)": [("czsl/", "log_step")],
+    "checkpoints (czsl.checkpoint: learner state pickled, files written)":
+        [("czsl/checkpoint.py", "dump_learner_state"),
+         ("czsl/checkpoint.py", "save_checkpoint")],
     "metrics (run_metrics, seen_unseen_curve)": [("czsl/metrics.py", "run_metrics"),
                                                  ("czsl/metrics.py", "seen_unseen_curve")],
     "data loading (load_dataset, build_stream)": [("czsl/data/__init__.py", "load_dataset"),
@@ -156,26 +168,6 @@ MEANINGS = [
 
 # --------------------------------------------------------------------------- helpers
 
-def load_avg() -> list[float]:
-    """The 1, 5 and 15 minute load averages (NaN where the OS has none)."""
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return [float("nan")] * 3
-
-
-def cpu_model() -> str:
-    """The CPU's model name, from /proc/cpuinfo where there is one."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def peak_rss_mib() -> float:
     """This process's peak resident set size so far, in MiB (Linux: KiB; macOS: bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -188,65 +180,6 @@ def rel(path: Path) -> str:
     if path.resolve().is_relative_to(ROOT):
         return path.resolve().relative_to(ROOT).as_posix()
     return str(path)
-
-
-class Timers:
-    """Exclusive timers: each wrapped call adds its own time, less that of the wrapped calls
-    nested in it, to its part; so the parts of a run add up to no more than its wall time.
-
-    :param sync: called before reading the clock (``torch.cuda.synchronize`` on a GPU, so
-        asynchronous kernels are counted where they are launched).
-    :param clock: the clock, in seconds.
-    """
-
-    def __init__(self, sync: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = time.perf_counter) -> None:
-        self.sync = sync
-        self.clock = clock
-        self.totals: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._stack: list[list] = []  # [part, start, time of nested timed calls]
-        self._undo: list[tuple[Any, str, Any]] = []
-
-    def wrap(self, part: str, func: Callable) -> Callable:
-        """``func``, timed into ``part``."""
-        @functools.wraps(func)
-        def timed(*args, **kwargs):
-            self.sync()
-            frame = [part, self.clock(), 0.0]
-            self._stack.append(frame)
-            try:
-                return func(*args, **kwargs)
-            finally:
-                self.sync()
-                elapsed = self.clock() - frame[1]
-                self._stack.pop()
-                self.totals[part] += elapsed - frame[2]
-                self.calls[part] += 1
-                if self._stack:
-                    self._stack[-1][2] += elapsed
-        return timed
-
-    def install(self, table=TIMED) -> None:
-        """Wrap every function of ``table`` (see :data:`TIMED`) in place."""
-        for where, name, part in table:
-            module_name, _, class_name = where.partition(":")
-            owner = importlib.import_module(module_name)
-            if class_name:
-                owner = getattr(owner, class_name)
-            original = owner.__dict__.get(name) if isinstance(owner, type) else getattr(
-                owner, name, None)
-            if original is None:
-                raise SystemExit(f"speed.py: {where} has no {name!r} any more; update TIMED "
-                                 "in benchmarks/speed.py to the new name")
-            setattr(owner, name, self.wrap(part, original))
-            self._undo.append((owner, name, original))
-
-    def uninstall(self) -> None:
-        """Put the original functions back."""
-        for owner, name, original in reversed(self._undo):
-            setattr(owner, name, original)
-        self._undo.clear()
 
 
 # --------------------------------------------------------------------- child processes
@@ -291,15 +224,13 @@ def scenario_of(job: dict, extra: list[str] = ()):
 
 
 def child_run(job: dict) -> dict:
-    """One end-to-end run with timers: wall time, parts, peak memory."""
+    """One end-to-end run: wall time, its parts (:func:`breakdown`), peak memory."""
     facts, device = child_setup(job)
     import torch
     from czsl.run import run_scenario
 
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    timers = Timers(sync)
     scenario = scenario_of(job)
-    timers.install()
     load_start = load_avg()
     with tempfile.TemporaryDirectory() as runs:
         sync()
@@ -308,11 +239,9 @@ def child_run(job: dict) -> dict:
                               runs_dir=Path(runs), progress=False, echo=lambda _: None)
         sync()
         wall = time.perf_counter() - start
-    timers.uninstall()
-    parts = {part: timers.totals.get(part, 0.0) for part in PARTS[:-1]}
-    parts[PARTS[-1]] = wall - sum(parts.values())
     res = result.results
-    return {**facts, "wall_s": wall, "parts": parts, "peak_rss_mib": peak_rss_mib(),
+    return {**facts, "wall_s": wall, "parts": breakdown(result.timings, wall),
+            "peak_rss_mib": peak_rss_mib(),
             "cuda_peak_mib": (torch.cuda.max_memory_allocated(device) / 2 ** 20
                               if device.type == "cuda" else None),
             "dataset": res["dataset"], "n_tasks": res["n_tasks"], "n_test": res["n_test"],
@@ -357,6 +286,23 @@ def plain_task(model, optimizer, criterion, x, y, mask, *, epochs: int, batch_si
     return iterations
 
 
+def meaning(label: str) -> str:
+    """What the profile entry ``label`` (``path:line(function)``) is, from
+    :data:`MEANINGS`; ``""`` if none of them matches."""
+    for (where, func), text in MEANINGS:
+        if where in label and func in label:
+            return text
+    return ""
+
+
+def in_group(path: str, func: str, keys: list[tuple[str, str]]) -> bool:
+    """Whether cProfile's ``(path, func)`` is one of a :data:`PROFILE_GROUPS` group's
+    ``(file, function)`` keys (a file ending in ``/``: any module of that package)."""
+    path = path.replace(os.sep, "/")
+    return any(fn == func and (f"/{where}" in path if where.endswith("/")
+                               else path.endswith(where)) for where, fn in keys)
+
+
 def profile_summary(profiler, top: int) -> dict:
     """Top entries by own time, and the :data:`PROFILE_GROUPS`, from a cProfile run."""
     import pstats
@@ -377,20 +323,13 @@ def profile_summary(profiler, top: int) -> dict:
             path = re.sub(r"^.*/lib/python[0-9.]+/", "", path)
         return f"{path}:{line}({func})"
 
-    def meaning(label: str) -> str:
-        for (where, func), text in MEANINGS:
-            if where in label and func in label:
-                return text
-        return ""
-
     entries = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
     rows = [{"function": name(k), "calls": v[1], "own_s": v[2], "cum_s": v[3],
              "meaning": meaning(name(k))} for k, v in entries]
     groups = {}
     for label, keys in PROFILE_GROUPS.items():
         groups[label] = sum(ct for (path, _, fn), (_, _, _, ct, _) in stats.items()
-                            for suffix, func in keys
-                            if path.replace(os.sep, "/").endswith(suffix) and fn == func)
+                            if in_group(path, fn, keys))
     own = defaultdict(float)
     for (path, _, _), (_, _, tt, _, _) in stats.items():
         path = path.replace(os.sep, "/")
@@ -408,8 +347,9 @@ def child_training(job: dict) -> dict:
     import copy
 
     import torch
-    from czsl.learner import MaskedCrossEntropy, ZSLLearner
-    from czsl.run import make_optimizer, prepare_run, run_scenario
+    from czsl.build import build_run, make_optimizer
+    from czsl.learner import MaskedCrossEntropy
+    from czsl.run import run_scenario
 
     def sync():
         if device.type == "cuda":
@@ -417,41 +357,33 @@ def child_training(job: dict) -> dict:
 
     data_dir = job["data_dir"] and Path(job["data_dir"])
     quiet = lambda _: None  # noqa: E731
-    learners, plain = {}, {}
-    base = None
+    runs, plain = {}, {}  # regularizer -> BuiltRun (its learner: no loss logger)
     for reg in job["regularizers"]:
-        scenario = scenario_of(job, [f"regularizer={reg}"])
-        prepared = prepare_run(scenario, data_dir=data_dir, echo=quiet)
-        if base is None:
-            base = (scenario, prepared)
-            for variant in ("plain torch, sliced batches", "plain torch, DataLoader"):
-                model = copy.deepcopy(prepared.model)  # the same initial weights
-                plain[variant] = (model, make_optimizer(scenario, model.parameters()))
-        cfg = scenario.train
-        learners[reg] = ZSLLearner(
-            model=prepared.model, stream=prepared.stream,
-            optimizer=make_optimizer(scenario, prepared.model.parameters()),
-            loss_classes=cfg.loss_classes, train_mb_size=cfg.batch_size,
-            train_epochs=cfg.epochs, eval_mb_size=cfg.eval_batch_size, device=device,
-            plugins=prepared.extra)
-    scenario, prepared = base
-    cfg, stream = scenario.train, prepared.stream
-    criterion = MaskedCrossEntropy(stream.class_to_task, cfg.loss_classes).to(device)
+        runs[reg] = build_run(scenario_of(job, [f"regularizer={reg}"]), data_dir=data_dir,
+                              echo=quiet)
+    base = runs[job["regularizers"][0]]
+    for variant in ("plain torch, sliced batches", "plain torch, DataLoader"):
+        model = copy.deepcopy(base.model)  # the same initial weights
+        plain[variant] = (model, make_optimizer(base.scenario.train, model.parameters()))
+    cfg, stream = base.scenario.train, base.stream
+    criterion = MaskedCrossEntropy(base.view, cfg.loss_classes).to(device)
     n_tasks = stream.n_tasks if job["tasks"] is None else min(job["tasks"], stream.n_tasks)
 
-    variants = [*(f"avalanche:{reg}" for reg in learners), *plain]
+    variants = [*(f"avalanche:{reg}" for reg in runs), *plain]
     seconds = defaultdict(float)
     iterations = defaultdict(int)
     load_start = load_avg()
     for step in range(n_tasks):
         x, y = train_tensors(stream, step, device)
         mask = stream.seen_mask(step).to(device)
+        for built in runs.values():  # the views (and base.view, the criterion's) at step
+            built.start_task(step)
         shift = step % len(variants)  # turns rotate, so no variant always goes first
         for variant in variants[shift:] + variants[:shift]:
             sync()
             start = time.perf_counter()
             if variant.startswith("avalanche:"):
-                learner = learners[variant.split(":", 1)[1]]
+                learner = runs[variant.split(":", 1)[1]].learner
                 before = learner.clock.train_iterations
                 learner.train_task(step)
                 done = learner.clock.train_iterations - before
@@ -486,7 +418,7 @@ def child_training(job: dict) -> dict:
         out["thread_check"] = {"1": min(times[1]),
                                str(facts["default_threads"]): min(times[facts["default_threads"]]),
                                "load": load_avg(), "repeats": job["thread_repeats"]}
-    del learners, plain, base, prepared
+    del runs, plain, base
 
     if job["profile"]:
         import cProfile
@@ -514,7 +446,7 @@ def run_child(kind: str, job: dict, what: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", kind,
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--child", kind,
                                "--job", json.dumps(job), "--result", str(result)],
                               cwd=ROOT, stdout=subprocess.DEVNULL)
         if proc.returncode != 0 or not result.is_file():
@@ -619,7 +551,8 @@ def render(facts: dict) -> str:
     semi = any("semi-synthetic" in r["dataset"] for r in runs)
     lines = ["# czsl speed" + (" (QUICK smoke test: synthetic data, 1 epoch; not the real "
                                "figures)" if quick else ""), "",
-             "Written by `benchmarks/speed.py` (see its docstring for what each figure is). "
+             "Written by `python -m benchmarks.speed` (see `benchmarks/speed.py`'s docstring "
+             "for what each figure is). "
              f"Command: `{facts['command']}`.", ""]
     if semi:
         lines += ["**Semi-synthetic features.** The CUB / SUN runs use the real metadata "
@@ -684,26 +617,35 @@ def render(facts: dict) -> str:
                      f"{'-' if r['mH'] is None else format(r['mH'], '.1f')} | "
                      f"{fmt_load([r['load_start'], r['load_end']])} |")
     lines += ["", "### Where the time of a run goes", "",
-              "Timers wrapped around czsl's functions by the benchmark (`TIMED` in "
-              "`benchmarks/speed.py`), each counting its own time only; *other* is the wall "
-              "time no timer saw. Training includes Avalanche's loop and data loader; the "
-              "per-iteration loss logging (`LossLogger`) is counted under logging.", "",
+              "The parts the run itself reports (`RunResult.timings`: data and setup from "
+              "`czsl.build.build_run`, then training, testing, each observer after every "
+              "task, and the results; `PARTS` in `benchmarks/speed.py` says which holds "
+              "what); *other* is the wall time none of them holds. Training includes "
+              "Avalanche's loop and data loader, the plugins and the per-iteration loss "
+              "logging (`LossLogger`, an Avalanche plugin of the learner); the metrics an "
+              "observer asks for are counted under metrics, not under that observer."
+              + (" On a GPU, kernels still running when a part ends are counted in the part "
+                 "that next waits for them (the divergence check's read of the logits)."
+                 if device == "cuda" else ""), "",
               "| part | " + " | ".join(f"{r['dataset']} (s) | %" for r in runs) + " |",
               "|---|" + "---|---|" * len(runs)]
-    for part in PARTS:
-        lines.append(f"| {part} | " + " | ".join(
-            f"{r['parts'][part]:.2f} | {pct(r['parts'][part], r['wall_s'])}" for r in runs)
-            + " |")
+    keys = list(dict.fromkeys(key for r in runs for key in r["parts"] if key != "other"))
+    for key in [*keys, "other"]:
+        lines.append(f"| {part_label(key)} | " + " | ".join(
+            f"{r['parts'].get(key, 0.0):.2f} | {pct(r['parts'].get(key, 0.0), r['wall_s'])}"
+            for r in runs) + " |")
 
     ts, its = training["train_s"], training["iterations"]
     plain_s = ts["plain torch, sliced batches"]
     lines += ["", f"## Avalanche vs a plain torch loop ({training['dataset']}, training)", "",
               f"The {training['n_tasks']} tasks trained task by task in turns in one process "
               "(the order rotates each task), each from the same initial model built by "
-              "`prepare_run` (the `attribute_embedder` plugin), with the scenario's Adam "
-              "(lr, weight decay), batch size, epochs and `MaskedCrossEntropy`, and "
+              "`czsl.build.build_run` (the `attribute_embedder` plugin), with the scenario's "
+              "Adam (lr, weight decay), batch size, epochs and `MaskedCrossEntropy`, and "
               "`set_visible_classes(stream.seen_mask(step))` per task. The Avalanche side is "
-              "`ZSLLearner.train_task` with no plugins (no loss logging); the plain loops "
+              "the learner `build_run` builds, `ZSLLearner.train_task` after "
+              "`BuiltRun.start_task`, with the regularizer's and replay's plugins only (none "
+              "here; no loss logging, which `run_scenario` adds); the plain loops "
               "index the task's tensors with a shuffled permutation, or go through "
               "`DataLoader(TensorDataset)` as most torch code does.", "",
               "| loop | training (s) | iterations | ratio to plain (sliced) |",
@@ -796,7 +738,6 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
               f"({pct(own.get('matplotlib', 0), total)} %).",
               ""]
     compute = sum(share[k] for k in (keys[0], keys[2], keys[3]))
-    logging = "logging (TensorBoard, results.json)"
     ts = training["train_s"]
     avalanche, sliced = ts["avalanche:none"], ts["plain torch, sliced batches"]
     loader = ts["plain torch, DataLoader"]
@@ -811,7 +752,8 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
         f"{share[keys[3]]:.0f} %, all in torch kernels, which Avalanche does not touch "
         "and which grow with the number of visible classes (so "
         "SUN's later tasks cost more per mini-batch than CUB's). Of the rest, "
-        f"`RunLogger.log_step` takes {share[keys[7]]:.0f} %, of which the two matplotlib "
+        f"`log_step` (the TensorBoard observer) takes {share[keys[7]]:.0f} %, of which the "
+        "two matplotlib "
         f"figures it draws per step take {share[keys[6]]:.0f} % (the accuracy-matrix "
         "heatmap with a tick per task, and the seen-unseen curve); fetching batches through "
         f"Avalanche's dataset, one `__getitem__` per image plus collation, "
@@ -823,25 +765,27 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
         "loops above):",
         "",
         f"* TensorBoard figures: {share[keys[6]]:.0f} % of the profiled run "
-        "(`czsl/logging.py` `RunLogger.log_step` -> `acc_matrix_figure`, "
+        "(`log_step` -> `acc_matrix_figure`, "
         "`seen_unseen_figure`, `figure_pixels`: two matplotlib figures drawn and "
-        "PNG-encoded after every task). Unprofiled, all logging is "
-        + ", ".join(f"{pct(r['parts'][logging], r['wall_s'])} % of the {r['dataset']} run"
-                    for r in runs)
+        "PNG-encoded after every task). Unprofiled, the TensorBoard observer (scalars and "
+        "figures of each step) is "
+        + ", ".join(f"{pct(r['parts']['tensorboard'], r['wall_s'])} % of the {r['dataset']} "
+                    "run" for r in runs)
         + ". Drawing them less often (every k steps, or the last step only) or with fewer "
         "tick labels would save most of it.",
         f"* Per-sample batch fetching: {share[keys[5]]:.0f} % of the profiled run "
         "(Avalanche's data loader calls `__getitem__` once per image through its dataset "
         "layers over the `TensorDataset` that `czsl/streams.py` `build_stream` wraps, then "
-        "collates; in training and in `test_logits`). Unprofiled, the Avalanche "
+        "collates; in training, and in `czsl.predict`'s `DataLoader` over the test features). "
+        "Unprofiled, the Avalanche "
         f"training loop is {100 * (avalanche / sliced - 1):.0f} % slower than the plain "
         "loop that slices the task's tensors, and a plain `DataLoader` loop "
         f"{100 * (loader / sliced - 1):.0f} %; a batch sampler that indexes the tensors "
         "once per mini-batch would save at most that.",
-        f"* Checkpoints: {share[keys[8]]:.0f} % of the profiled run (`czsl/run.py` "
-        "`_checkpoint`: pickling the learner's state and fsync of every file after each "
-        "task); unprofiled "
-        + ", ".join(f"{pct(r['parts']['checkpointing'], r['wall_s'])} % of the {r['dataset']} "
+        f"* Checkpoints: {share[keys[8]]:.0f} % of the profiled run (the checkpoint "
+        "observer, `czsl.checkpoint`: pickling the learner's state and fsync of every file "
+        "after each task); unprofiled "
+        + ", ".join(f"{pct(r['parts']['checkpoint'], r['wall_s'])} % of the {r['dataset']} "
                     "run" for r in runs)
         + "; the price of resumable, crash-safe runs."]
     return lines
@@ -887,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("CUB", "SUN"):
             if not (data_dir / f"{name}_meta.npz").is_file() and not (
                     data_dir / f"{name}.npz").is_file() and not (data_dir / name).is_dir():
-                raise SystemExit(f"speed.py: no {name} data in {data_dir}; pass --data-dir "
+                raise SystemExit(f"benchmarks.speed: no {name} data in {data_dir}; pass --data-dir "
                                  "(a folder with CUB_meta.npz / SUN_meta.npz), or --quick")
         measured = [("scenarios/cub_czsl.toml", []), ("scenarios/sun_czsl.toml", [])]
         common = {"data_dir": str(data_dir), "tasks": None}
@@ -917,11 +861,11 @@ def main(argv: list[str] | None = None) -> int:
              "startup": startup, "npz": npz, "startup_repeats": repeats,
              "npz_repeats": npz_repeats, "cpus": os.cpu_count(),
              "avalanche": metadata.version("avalanche-lib"), "czsl": czsl.__version__,
-             "command": shlex.join(["python", "benchmarks/speed.py", *shown]),
+             "command": shlex.join(["python", "-m", "benchmarks.speed", *shown]),
              "load_start": load_start, "load_end": load_avg()}
     text = render(facts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from czsl.logging import atomic_write_text  # the parent imports czsl lazily
+    from czsl.runfolder import atomic_write_text  # the parent imports czsl lazily
 
     atomic_write_text(args.out, text)
     print(text)

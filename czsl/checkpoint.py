@@ -22,8 +22,9 @@ it) is ignored and later overwritten. ``state.pt`` holds
 * the training time so far.
 
 A finished run keeps no checkpoint: once ``results.json`` is written the folder is
-removed. ``runs/NAME/`` is locked (``flock``) while a process runs in it, so a run is
-never resumed twice at once; the lock dies with its process, even on SIGKILL.
+removed. ``runs/NAME/`` is locked (``flock``, :func:`czsl.runfolder.run_lock`) while a
+process runs in it, so a run is never resumed twice at once; the lock dies with its
+process, even on SIGKILL.
 
 **Plugin state is pickled, plugins are rebuilt.** On resume every component is built
 again from ``scenario.toml`` exactly as when the run started, then each plugin's
@@ -55,15 +56,13 @@ Checkpoints are pickles: load only run folders you trust (your own).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import io
-import os
 import pickle
 import random
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,12 +71,7 @@ import numpy as np
 import torch
 
 from czsl.errors import CZSLError
-from czsl.logging import atomic_write
-
-try:  # POSIX; elsewhere runs are not locked
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+from czsl.runfolder import atomic_write
 
 #: Folder of a run's checkpoint, inside the run folder.
 CHECKPOINT_DIR = "checkpoint"
@@ -389,28 +383,7 @@ def load_logits(run_dir: Path, steps: int, device: torch.device) -> list[torch.T
     return out
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``run_dir`` (released when the process dies).
-
-    :raises CZSLError: if another process holds it.
-    """
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
-    fd = os.open(run_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CZSLError(f"{run_dir} is in use by another czsl process; wait for it to "
-                            "end (or stop it) before resuming") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 __all__ = ["CHECKPOINT_DIR", "Checkpoint", "STATE_FILE", "Unpicklable", "dump_learner_state",
            "fingerprint", "has_checkpoint", "load_checkpoint", "load_learner_state",
            "load_logits", "object_state", "remove_checkpoint", "restore_object_state",
-           "rng_state", "run_lock", "save_checkpoint", "set_rng_state"]
+           "rng_state", "save_checkpoint", "set_rng_state"]

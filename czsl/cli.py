@@ -1,4 +1,4 @@
-"""``czsl run | plugins | report``: the command line.
+"""``czsl run | plugins | report | sweep``: the command line.
 
 Start-up stays light: ``czsl --help`` and ``czsl plugins`` import neither torch nor
 Avalanche; only ``czsl run`` does, once its arguments are parsed. ``czsl report`` reads
@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 from czsl.errors import CZSLError
+from czsl.sweep import cli as sweep_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="a run folder (one with results.json), e.g. runs/synthetic")
     report.add_argument("--out", type=Path, default=Path("report.png"),
                         help="the PNG to write (default: report.png)")
+    sweep_cli.add_parser(sub)
     return parser
 
 
@@ -128,7 +130,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     # Avalanche warns at import that GEM's optional QP solver is missing; czsl has no GEM.
     warnings.filterwarnings("ignore", "no QP solver found")
-    from czsl.run import format_results, run_scenario  # heavy: torch, Avalanche
+    from czsl.results import format_results  # heavy: torch, Avalanche
+    from czsl.run import run_scenario
 
     result = run_scenario(scenario, data_dir=args.data_dir,
                           runs_dir=args.runs_dir or Path("runs"),
@@ -148,7 +151,8 @@ def _resume(args: argparse.Namespace) -> int:
                         f"and folder it started with; drop {', '.join(given)} (to change "
                         "them, start a new run)")
     warnings.filterwarnings("ignore", "no QP solver found")
-    from czsl.run import format_results, resume_run  # heavy: torch, Avalanche
+    from czsl.results import format_results  # heavy: torch, Avalanche
+    from czsl.run import resume_run
 
     result = resume_run(args.resume, data_dir=args.data_dir, progress=not args.no_progress)
     print(format_results(result))
@@ -168,7 +172,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``czsl`` console script."""
     args = _parser().parse_args(argv)
-    command = {"run": _cmd_run, "plugins": _cmd_plugins, "report": _cmd_report}[args.command]
+    command = {"run": _cmd_run, "plugins": _cmd_plugins, "report": _cmd_report,
+               "sweep": sweep_cli.main}[args.command]
     try:
         return command(args)
     except CZSLError as exc:

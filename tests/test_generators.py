@@ -16,7 +16,8 @@ from tests.conftest import Tiny
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs
 from czsl.build import build_run
-from czsl.run import format_results, run_scenario
+from czsl.results import format_results
+from czsl.run import run_scenario
 from czsl.streams import build_stream
 from czsl_plugins import anti_collapse, cvae, fclswgan
 from tests.conftest import write_plugin_package

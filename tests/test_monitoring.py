@@ -25,8 +25,8 @@ from czsl import metrics
 from czsl.cli import main
 from czsl.config import load_scenario, scenario_to_dict
 from czsl.errors import CZSLError
-from czsl.logging import (HPARAM_METRICS, LAYOUT, RunLogger, acc_matrix_figure, figure_pixels,
-                          scenario_hparams)
+from czsl.board import HPARAM_METRICS, LAYOUT, RunLogger, scenario_hparams
+from czsl.figures import acc_matrix_figure, figure_pixels
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs, plot_runs
 from czsl.run import run_scenario

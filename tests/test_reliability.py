@@ -36,15 +36,15 @@ from czsl.checkpoint import (
     dump_learner_state,
     load_checkpoint,
     load_learner_state,
-    run_lock,
 )
 from czsl.cli import main
 from czsl.config import load_scenario
 from czsl.data import make_synthetic, write_npz
 from czsl.errors import CZSLError, PluginError
 from czsl.learner import ZSLLearner
-from czsl.logging import LossLogger
+from czsl.board import LossLogger
 from czsl.run import resume_run, run_scenario
+from czsl.runfolder import run_lock
 from tests.conftest import write_plugin_package
 from tests.test_data import write_xlsa17, xlsa17_vars
 

@@ -3,7 +3,7 @@ the committed parts, and the ordering checks say what the numbers say."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -13,11 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(f"czsl_bench_{name}",
-                                                  REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The script ``benchmarks/NAME.py`` as the package module it runs as."""
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def _records(folder):

@@ -27,13 +27,13 @@ dataset. :func:`load_npz` and :func:`read_common` are shared with that module.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from czsl.data.dataset import REQUIRED_SPLITS, SOURCES, ZSLDataset
 from czsl.errors import DataError
+from czsl.runfolder import atomic_write
 
 #: The arrays every archive read by :func:`read_npz` must hold.
 REQUIRED_KEYS = ("features", "labels", "attributes", "class_names",
@@ -245,18 +245,8 @@ def write_npz(dataset: ZSLDataset, path: str | os.PathLike[str], *, compress: bo
         **{f"{split}_loc": idx for split, idx in dataset.splits.items()},
     }
     save = np.savez_compressed if compress else np.savez
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            save(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        atomic_write(path, lambda fh: save(fh, **arrays))
     except OSError as exc:
         raise DataError(f"{path}: cannot write the archive ({exc}); check that the folder "
                         "exists, is writable and has space") from exc
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

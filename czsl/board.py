@@ -1,14 +1,10 @@
-"""Everything a run writes: its folder, TensorBoard events, the scenario, results.json.
+"""What a run shows in TensorBoard: scalars, figures, HParams, and the training losses.
 
-This is the only module that writes TensorBoard events or results files. A run folder
-``runs/<name>/`` holds
-
-* ``scenario.toml`` — the scenario as resolved (protocol presets filled in);
-* ``results.json`` — every per-step figure and the run's summary, written atomically
-  once the run has finished (a crashed run leaves none);
-* TensorBoard event files (``tensorboard --logdir runs/``), one run per folder.
-
-An existing run folder is never reused: the name gets a ``-2``, ``-3``, ... suffix.
+:class:`RunLogger` writes a run folder's event files (``tensorboard --logdir runs/``, one
+run per folder); :class:`LossLogger` is the Avalanche plugin that hands it every
+mini-batch's losses. Which metrics appear, and under which tags, comes from
+:mod:`czsl.metric_registry`; the figures are drawn by :mod:`czsl.figures`. The run's
+other files (``scenario.toml``, ``results.json``) are written by :mod:`czsl.runfolder`.
 
 What TensorBoard shows
 ----------------------
@@ -57,101 +53,51 @@ HParams (the "HParams" tab), written once a run has finished: one row per run fo
 with the scenario's settings (:func:`scenario_hparams`) as columns against the final
 ``summary/mAUC``, ``summary/mH``, ``summary/mJA``, ``summary/mSA``, ``summary/mUA``,
 ``summary/forgetting_final`` and ``summary/forgetting_mean`` (:data:`HPARAM_METRICS`).
-Figures are drawn with matplotlib's Agg canvas (no display needed, and the global
-pyplot backend is left alone); matplotlib is imported only when a figure is drawn.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
-import os
-import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import tomli_w
 import torch
 from avalanche.core import SupervisedPlugin
 from torch.utils.tensorboard import SummaryWriter
 
+from czsl import metric_registry as registry
 from czsl import metrics as czsl_metrics
 from czsl.config import PluginConfig, Scenario
-from czsl.errors import CZSLError
+from czsl.figures import acc_matrix_figure, figure_pixels, seen_unseen_figure
 
-#: Per-step scalar tags ``step/<key>``: keys of :attr:`czsl.metrics.RunMetrics.steps`.
-STEP_KEYS = ("SA", "UA", "H", "JA", "AUSUC", "forgetting")
+#: Per-step scalar tags ``step/<key>``: the per-step metrics of the registry (keys of
+#: :attr:`czsl.metrics.RunMetrics.steps`).
+STEP_KEYS = registry.names(registry.of_scope(registry.STEP))
 
-#: Keys of ``results["summary"]`` shown as HParams metrics, as tags ``summary/<key>``.
-HPARAM_METRICS = ("mAUC", "mH", "mJA", "mSA", "mUA", "forgetting_final", "forgetting_mean")
+#: Keys of ``results["summary"]`` shown as HParams metrics, as tags ``summary/<key>``:
+#: every summary metric of the registry.
+HPARAM_METRICS = registry.names(registry.by_unit_then_name(
+    registry.of_scope(registry.SUMMARY)))
+
+#: The per-step headline percentages, drawn together in one chart.
+_HEADLINE_PERCENT = [m.name for m in registry.of_scope(registry.STEP, headline=True)
+                     if m.unit == registry.PERCENT]
 
 #: The custom scalars layout: one multiline chart per metric, series picked by regex
 #: (TensorBoard matches each regex at the start of the tag).
 LAYOUT = {"czsl": {
     "accuracy per task a[t, k] (%)": ["Multiline", [r"task_acc/task_\d+$"]],
     "forgetting per task (fraction)": ["Multiline", [r"task_forgetting/task_\d+$"]],
-    "SA, UA, H, JA (%)": ["Multiline", [r"step/(SA|UA|H|JA)$"]],
+    f"{', '.join(_HEADLINE_PERCENT)} (%)": ["Multiline",
+                                            [rf"step/({'|'.join(_HEADLINE_PERCENT)})$"]],
     "training losses": ["Multiline", [r"train/(loss|regularizer|total)$"]],
 }}
 
 #: How a plugin table with no options reads in the HParams table.
 NO_OPTIONS = "defaults"
-
-
-def new_run_dir(runs_dir: Path, name: str) -> Path:
-    """Create and return a fresh folder ``runs_dir/name`` (suffixed if it exists)."""
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(1, 10_000):
-        path = runs_dir / (name if i == 1 else f"{name}-{i}")
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise CZSLError(f"{runs_dir} has 10,000 runs named {name!r}; choose another --name")
-
-
-def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    """Call ``write(binary file)`` on a temporary file, then move it to ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` so that it is whole or absent."""
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
-
-
-def json_ready(value: Any) -> Any:
-    """Tensors to lists, NaN to None, recursively."""
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
 
 
 def task_tag(prefix: str, task: int, n_tasks: int) -> str:
@@ -257,111 +203,18 @@ def _hparams_summaries(hparams: dict[str, Any], metric_tags: list[str]) -> list:
                 session_end_info=end))]
 
 
-def figure_pixels(figure) -> np.ndarray:
-    """Draw a matplotlib figure on an Agg canvas (no display, pyplot untouched).
-
-    :param figure: a ``matplotlib.figure.Figure``.
-    :return: its pixels, ``[H, W, 3]`` uint8 RGB.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def acc_matrix_figure(acc_matrix: np.ndarray, step: int):
-    """A heatmap of the accuracy matrix after ``step``.
-
-    :param acc_matrix: ``[S, T]`` accuracy (percent) of task ``k`` after step ``t``, NaN
-        where undefined; rows ``S..T-1`` (steps not yet run) are drawn blank.
-    :param step: the step the figure is for (its title).
-    :return: a ``matplotlib.figure.Figure`` (not registered with pyplot: nothing to close).
-    """
-    import matplotlib
-    from matplotlib.figure import Figure
-
-    n_steps, n_tasks = acc_matrix.shape
-    grid = np.full((max(n_steps, n_tasks), n_tasks), np.nan)
-    grid[:n_steps] = acc_matrix
-    fig = Figure(figsize=(6.4, 5.4), dpi=100)
-    fig.subplots_adjust(left=0.11, right=0.9, bottom=0.1, top=0.94)  # fixed: cheap to draw
-    ax = fig.add_subplot()
-    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0.0, vmax=100.0,
-                      interpolation="nearest", aspect="auto")
-    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03).set_label("accuracy on task k (%)")
-    # Staircase between seen (k <= t) and unseen (k > t) tasks, one stair per step run.
-    xs = np.repeat(np.arange(n_steps) + 0.5, 2)
-    ys = np.arange(2 * n_steps) // 2 + np.tile([-0.5, 0.5], n_steps)
-    ax.plot(xs, ys, color="red", linewidth=1.5, label="seen | unseen")
-    if n_tasks <= 10:  # small matrices: print the numbers too
-        for (t, k), value in np.ndenumerate(acc_matrix):
-            if not math.isnan(value):
-                ax.text(k, t, f"{value:.0f}", ha="center", va="center", fontsize=8,
-                        color="black" if value > 60 else "white")
-    # a label per task up to 10 tasks, then every 5th (tick labels are most of the
-    # figure's drawing time: benchmarks/speed.md)
-    every = 1 if n_tasks <= 10 else 5
-    ax.set_xticks(np.arange(0, n_tasks, every))
-    ax.set_yticks(np.arange(0, grid.shape[0], every))
-    ax.set_xlim(-0.5, n_tasks - 0.5)
-    ax.set_ylim(grid.shape[0] - 0.5, -0.5)
-    ax.set_xlabel("task k")
-    ax.set_ylabel("step t (after training task t)")
-    ax.set_title(f"accuracy a[t, k] after step {step}")
-    ax.legend(loc="lower left", fontsize=8)
-    return fig
-
-
-def seen_unseen_figure(unseen_acc: np.ndarray, seen_acc: np.ndarray, step: int, *,
-                       sa: float, ua: float, ausuc: float):
-    """The seen-unseen accuracy curve of one step.
-
-    :param unseen_acc: ``[K]`` unseen accuracy (percent) of each vertex
-        (:func:`czsl.metrics.seen_unseen_curve`).
-    :param seen_acc: ``[K]`` seen accuracy (percent) of each vertex.
-    :param step: the step the figure is for.
-    :param sa: the step's ``SA`` (percent), drawn with ``ua`` as the uncalibrated point.
-    :param ua: the step's ``UA`` (percent; NaN at a step without unseen classes).
-    :param ausuc: the step's ``AUSUC`` (the shaded area, for the title).
-    :return: a ``matplotlib.figure.Figure`` (not registered with pyplot: nothing to close).
-    """
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.4, 5.0), dpi=100)
-    fig.subplots_adjust(left=0.12, right=0.96, bottom=0.1, top=0.94)
-    ax = fig.add_subplot()
-    ax.fill_between(unseen_acc, seen_acc, alpha=0.25, label=f"AUSUC {ausuc:.1f}")
-    ax.plot(unseen_acc, seen_acc, linewidth=1.5, label="seen-unseen curve")
-    if math.isnan(ua):
-        ax.text(50, 50, "no unseen classes:\nAUSUC = SA by convention", ha="center",
-                va="center", fontsize=9)
-    else:
-        ax.plot([ua], [sa], "o", color="red", label=f"no calibration: UA {ua:.1f}, SA {sa:.1f}")
-    ax.set_xlim(0, 100)
-    ax.set_ylim(0, 100)
-    ax.set_aspect("equal")
-    ax.grid(alpha=0.3)
-    ax.set_xlabel("unseen accuracy (%)")
-    ax.set_ylabel("seen accuracy (%)")
-    ax.set_title(f"seen-unseen curve after step {step}")
-    ax.legend(loc="upper right", fontsize=8)
-    return fig
-
-
 def _finite(value: float) -> bool:
     return value is not None and math.isfinite(value)
 
 
 class RunLogger:
-    """Writes one run's folder.
+    """Writes one run's TensorBoard events (its other files: :mod:`czsl.runfolder`).
 
     It keeps no metric state: everything a chart shows comes from the arguments of each
     call, so a resumed run can create a new ``RunLogger`` on the same folder and go on
     logging at step ``k`` (TensorBoard reads all event files of a folder as one run).
 
-    :param run_dir: the run's folder (from :func:`new_run_dir`).
+    :param run_dir: the run's folder (from :func:`czsl.runfolder.new_run_dir`).
     """
 
     def __init__(self, run_dir: Path) -> None:
@@ -379,10 +232,6 @@ class RunLogger:
         self.writer.close()
         self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=int(iteration))
         self.writer.add_custom_scalars(LAYOUT)
-
-    def write_scenario(self, document: dict[str, Any]) -> None:
-        """Save the resolved scenario as ``scenario.toml``."""
-        atomic_write_text(self.run_dir / "scenario.toml", tomli_w.dumps(document))
 
     def log_step(self, step: int, run: czsl_metrics.RunMetrics,
                  curve: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -453,12 +302,6 @@ class RunLogger:
             if _finite(value):
                 self.writer.add_scalar(tag, value, last)
         self.writer.flush()
-
-    def write_results(self, results: dict[str, Any]) -> Path:
-        """Write ``results.json`` atomically and return its path."""
-        path = self.run_dir / "results.json"
-        atomic_write_text(path, json.dumps(json_ready(results), indent=2) + "\n")
-        return path
 
     def close(self) -> None:
         """Flush and close the event file."""

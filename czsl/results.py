@@ -1,0 +1,124 @@
+"""A finished run's results: the ``results.json`` document and the table ``czsl run`` prints.
+
+:func:`results_document` scores a run's test logits (:mod:`czsl.metrics`) and lays the
+numbers out as ``results.json`` holds them; :func:`format_results` turns that document
+into the terminal table. Which metrics appear, under which names, units and formats,
+comes from :mod:`czsl.metric_registry`. Writing the file is :mod:`czsl.runfolder`'s job.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+import czsl
+from czsl import metric_registry as registry
+from czsl import metrics
+from czsl.config import Scenario
+from czsl.streams import CZSLStream
+
+if TYPE_CHECKING:
+    from czsl.run import RunResult
+
+
+def resolved_protocol(stream: CZSLStream) -> dict[str, Any]:
+    """The protocol choices filled in from presets, for ``scenario.toml`` and results.
+
+    :param stream: the run's task stream.
+    :return: ``task_sizes``, ``class_order`` and ``accuracy`` as the stream uses them.
+    """
+    p = stream.protocol
+    return {"task_sizes": list(p.task_sizes), "class_order": p.class_order,
+            "accuracy": p.accuracy}
+
+
+def results_document(scenario: Scenario, source: str, stream: CZSLStream,
+                     history: torch.Tensor, device: torch.device) -> dict[str, Any]:
+    """The content of ``results.json``, less what only the run knows (generator,
+    transductive flag, wall time), which :mod:`czsl.run` adds.
+
+    :param scenario: the run's scenario.
+    :param source: where the features came from (``real``, ``semi-synthetic``,
+        ``synthetic``).
+    :param stream: the run's task stream (test labels, class-to-task map, protocol).
+    :param history: ``[S, N_test, C]`` test logits after every step.
+    :param device: where to score them.
+    :return: the document, with tensors still in it (:func:`czsl.runfolder.json_ready`
+        makes it JSON).
+    """
+    targets = stream.test_y.to(device)
+    class_to_task = stream.class_to_task.to(device)
+    run = metrics.run_metrics(history, targets, class_to_task, per_class=stream.per_class)
+    summary = run.summary()
+    out: dict[str, Any] = {
+        "czsl_version": czsl.__version__,
+        "name": scenario.name,
+        "seed": scenario.seed,
+        "dataset": stream.dataset_label,
+        "features": source,
+        "semi_synthetic": source == "semi-synthetic",
+        "protocol": {"name": stream.protocol.name, **resolved_protocol(stream)},
+        "model": scenario.model.name,
+        "regularizer": scenario.regularizer.name,
+        "replay": scenario.replay.name,
+        "n_tasks": stream.n_tasks,
+        "n_test": int(targets.shape[0]),
+        "notes": list(stream.notes),
+        "summary": {m.name: summary[m.name] for m in registry.of_scope(registry.SUMMARY)},
+        "metrics": run.to_dict(),
+    }
+    if stream.protocol.name == "static":
+        gzsl = metrics.gzsl_metrics(history[-1], targets, stream.seen_mask(0).to(device),
+                                    per_class=stream.per_class)
+        out["gzsl"] = {m.name: float(gzsl[m.name]) for m in registry.of_scope(registry.GZSL)}
+    return out
+
+
+def _cell(metric: registry.Metric, value: float | None) -> str:
+    """A number of the terminal table, five characters wide (``-`` where undefined)."""
+    return "   -" if value is None else f"{value:5.{metric.digits}f}"
+
+
+def format_results(result: RunResult) -> str:
+    """The table ``czsl run`` prints: the headline per-step metrics, the run's summary,
+    static GZSL figures where the protocol is static, and the warnings a reader needs.
+
+    :param result: a finished run (its ``results`` and ``run_dir``).
+    """
+    res = result.results
+    steps = res["metrics"]["steps"]
+    conv = res["protocol"]["accuracy"].replace("_", "-")
+    columns = [m for m in registry.of_scope(registry.STEP, headline=True)
+               if m.unit == registry.PERCENT]
+    lines = [f"{res['name']}: {res['dataset']}, protocol {res['protocol']['name']}, "
+             f"{res['n_tasks']} task(s), {conv} accuracy (%)",
+             (" step" + "".join(f"   {m.column:<4}" for m in columns)).rstrip(),
+             *(f" {t:4d} " + "  ".join(_cell(m, steps[m.name][t]) for m in columns)
+               for t in range(len(steps[columns[0].name])))]
+    s = res["summary"]
+    summary = registry.of_scope(registry.SUMMARY)
+    lines.append(" ".join(f"{m.column} {_cell(m, s.get(m.name))}" for m in summary
+                          if m.unit == registry.PERCENT))
+    # fractions (forgetting) read as one sentence per per-step series they condense
+    fractions = [m for m in summary if m.unit == registry.FRACTION]
+    for series, group in groupby(fractions, key=lambda m: m.series):
+        group = list(group)
+        if all(s.get(m.name) is not None for m in group):
+            lines.append(f"{series} (fraction): " + ", ".join(
+                f"{m.over} {m.format(s[m.name])}" for m in group))
+    if "gzsl" in res:
+        lines.append("static GZSL: " + "  ".join(
+            f"{m.column} {m.format(res['gzsl'][m.name])}"
+            for m in registry.of_scope(registry.GZSL)))
+    if res.get("semantic_transductive"):
+        lines.append("SEMANTIC-TRANSDUCTIVE: the attributes of unseen classes were used in "
+                     "training (features synthesised for them); not comparable with "
+                     "inductive results")
+    if res["semi_synthetic"]:
+        lines.append("these figures are from SEMI-SYNTHETIC features (real metadata, "
+                     "features synthesised from the attributes), not real image features")
+    lines.append(f"results: {result.run_dir / 'results.json'} "
+                 f"(TensorBoard: tensorboard --logdir {result.run_dir.parent})")
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""Where a sweep's runs execute: a local process pool (default) or a Ray cluster.
+
+Both hand :func:`czsl.sweep.worker.execute` one run spec at a time, each in a fresh
+process (a run's threads, memory and plugin state never leak into the next), and
+report every outcome to ``on_done`` as it arrives.
+
+* ``local``: :class:`concurrent.futures.ProcessPoolExecutor` with ``spawn`` and
+  ``max_tasks_per_child=1``. A worker that dies (killed, out of memory) breaks the
+  pool; the runs it had not reported go to a fresh pool, where a run that had
+  checkpointed resumes.
+* ``ray``: plain Ray tasks (``num_cpus`` = threads per run, ``max_calls=1``; Ray
+  retries a task whose worker died, and the claim it left is taken over). A local
+  instance started here listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import uuid
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, Callable
+
+from czsl.errors import CZSLError
+from czsl.sweep.worker import execute, probe
+
+OnDone = Callable[[dict[str, Any]], None]
+#: how many times a run may lose its worker before the sweep records it as failed
+MAX_ATTEMPTS = 3
+
+
+def _lost(spec: dict[str, Any], why: str) -> dict[str, Any]:
+    return {"id": spec["id"], "status": "failed", "error": why, "resumed": False,
+            "summary": None, "seconds": 0.0, "lost": True}
+
+
+def run_local(specs: list[dict[str, Any]], *, jobs: int, on_done: OnDone) -> None:
+    """Run ``specs`` in a pool of ``jobs`` spawned processes, one process per run.
+
+    :raises KeyboardInterrupt: after stopping every worker (finished runs are kept;
+        a run stopped mid-way keeps its last checkpoint).
+    """
+    attempts = {spec["id"]: 0 for spec in specs}
+    remaining = list(specs)
+    context = multiprocessing.get_context("spawn")
+    while remaining:
+        lost = []
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                   max_tasks_per_child=1)
+        try:
+            futures = {pool.submit(execute, spec): spec for spec in remaining}
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    on_done(future.result())
+                except BrokenProcessPool:
+                    lost.append(spec)
+        except KeyboardInterrupt:
+            # SIGINT reached the workers too; make sure none outlives the sweep
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+        remaining = []
+        for spec in lost:
+            attempts[spec["id"]] += 1
+            if attempts[spec["id"]] >= MAX_ATTEMPTS:
+                on_done(_lost(spec, f"its worker process died {MAX_ATTEMPTS} times "
+                                    "(killed, or out of memory)"))
+            else:
+                remaining.append(spec)
+
+
+def _ray_init(address: str | None, cpus: int) -> None:
+    """Connect to ``address``, or start a local instance of ``cpus`` CPUs on loopback."""
+    import ray
+
+    if address is not None:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    else:
+        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
+
+
+def check_shared(root: Path) -> None:
+    """Check that a task on every alive node sees the sweep folder ``root``.
+
+    :raises CZSLError: naming the nodes that do not.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = uuid.uuid4().hex
+    path = root / f".probe-{token}.json"
+    path.write_text(json.dumps({"token": token}), encoding="utf-8")
+    try:
+        task = ray.remote(num_cpus=0)(probe)
+        refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(
+                    node["NodeID"], soft=False)).remote(str(path.resolve()), token)
+                for node in ray.nodes() if node["Alive"]]
+        blind = sorted({r["host"] for r in ray.get(refs) if not r["ok"]})
+    finally:
+        path.unlink(missing_ok=True)
+    if blind:
+        raise CZSLError(f"the Ray workers on {', '.join(blind)} cannot see the sweep folder "
+                        f"{root.resolve()}; on a cluster --out must be on a filesystem "
+                        "every node mounts at the same path (NFS, a shared volume)")
+
+
+def run_ray(specs: list[dict[str, Any]], *, root: Path, threads: int, jobs: int,
+            address: str | None, gpus: int, on_done: OnDone) -> None:
+    """Run ``specs`` as Ray tasks, on the cluster at ``address`` or on a local instance
+    of ``jobs * threads`` CPUs, and shut Ray down whatever happens.
+
+    :param gpus: GPUs per run (1 for ``--device cuda``, else 0).
+    :raises CZSLError: if Ray is not installed or a node cannot see ``root``.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address is None:
+        # Ray otherwise binds the machine's network address even for a local
+        # instance (and rewrites _node_ip_address="127.0.0.1" to it); this switch
+        # keeps every Ray process on 127.0.0.1. It must be set before ray is imported.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        import ray
+    except ImportError:
+        raise CZSLError("--backend ray needs Ray: pip install 'czsl[ray]' (or use the "
+                        "default --backend local)") from None
+    pending: list[Any] = []
+    try:
+        _ray_init(address, jobs * threads)
+        check_shared(root)
+        task = ray.remote(num_cpus=threads, num_gpus=gpus, max_calls=1,
+                          max_retries=MAX_ATTEMPTS)(execute)
+        by_ref = {task.remote(spec): spec for spec in specs}
+        pending = list(by_ref)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                try:
+                    on_done(ray.get(ref))
+                except ray.exceptions.RayError as exc:
+                    on_done(_lost(by_ref[ref], f"Ray: {' '.join(str(exc).split())[:300]}"))
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        ray.shutdown()
+
+
+__all__ = ["MAX_ATTEMPTS", "check_shared", "run_local", "run_ray"]

@@ -1,0 +1,175 @@
+"""``czsl sweep run``: plan a grid's runs, skip what is done, run the rest on a backend.
+
+The plan resolves every cell to its scenario and its run id (:mod:`czsl.sweep.identity`)
+and is written to ``sweep.json``; a run whose folder has a ``results.json`` is never
+started again, one with a checkpoint resumes, a failed one reruns only with
+``--retry-failed``, a diverged one never (it would diverge again: change the grid).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from czsl.errors import ConfigError, CZSLError
+from czsl.sweep.grid import Grid, check_cells, parse_grid
+from czsl.sweep.identity import data_fingerprint, run_id
+from czsl.sweep.store import SweepDir, write_json
+from czsl.sweep.summary import build_summary, counts, write_summary
+
+
+@dataclasses.dataclass
+class Options:
+    """How to run a sweep (the flags of ``czsl sweep run``)."""
+
+    data_dir: Path | None = None
+    out: Path | None = None
+    backend: str = "local"
+    jobs: int | None = None
+    threads: int = 1
+    address: str | None = None
+    device: str | None = None
+    dry_run: bool = False
+    retry_failed: bool = False
+
+
+def plan(grid: Grid, store: SweepDir, options: Options) -> list[dict[str, Any]]:
+    """Every run of ``grid`` as a spec for :func:`czsl.sweep.worker.execute`.
+
+    :raises ConfigError: for a bad cell, missing data, or two cells that are one run.
+    """
+    from czsl.config import scenario_to_dict
+
+    cells = grid.cells()
+    if options.device is not None:
+        cells = [dataclasses.replace(c, overrides=[*c.overrides, f"device={options.device}"])
+                 for c in cells]
+    specs: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
+    data_dir = None if options.data_dir is None else str(Path(options.data_dir).resolve())
+    for cell, scenario in zip(cells, check_cells(grid, cells)):
+        document = scenario_to_dict(scenario)
+        try:
+            data = data_fingerprint(scenario.data.dataset, options.data_dir)
+        except ConfigError as exc:
+            raise ConfigError(f"grid {grid.path}, cell {cell.describe()}: {exc}") from None
+        rid = run_id(document, threads=options.threads, data=data)
+        if rid in seen:
+            raise ConfigError(f"grid {grid.path}: the cells {seen[rid]} and {cell.describe()} "
+                              "resolve to the same run; give them different overrides or "
+                              "drop one label")
+        seen[rid] = cell.describe()
+        specs.append({"root": str(store.root.resolve()), "id": rid, "document": document,
+                      "data_dir": data_dir, "threads": options.threads,
+                      "labels": cell.labels, "seed": cell.seed, "overrides": cell.overrides,
+                      "data": data, "describe": cell.describe()})
+    return specs
+
+
+def _write_plan(grid: Grid, store: SweepDir, specs: list[dict[str, Any]]) -> None:
+    store.root.mkdir(parents=True, exist_ok=True)
+    write_json(store.root / "sweep.json", {
+        "format": 1, "name": grid.name, "grid": grid.document,
+        "axes": {axis: list(labels) for axis, labels in grid.axes.items()},
+        "seeds": grid.seeds, "table": grid.table,
+        "runs": [{key: s[key] for key in ("id", "labels", "seed", "threads", "overrides")}
+                 for s in specs]})
+
+
+class Progress:
+    """One line per finished run, with an overall bar and an ETA."""
+
+    def __init__(self, total: int, echo: Callable[[str], None]) -> None:
+        self.total, self.echo, self.finished = total, echo, 0
+        self.started = time.perf_counter()
+        self.outcomes: list[dict[str, Any]] = []
+
+    def __call__(self, outcome: dict[str, Any], describe: str) -> None:
+        self.finished += 1
+        self.outcomes.append(outcome)
+        elapsed = time.perf_counter() - self.started
+        left = self.total - self.finished
+        eta = f", ETA {_duration(elapsed / self.finished * left)}" if left else ""
+        bar = "#" * round(20 * self.finished / self.total)
+        what = outcome["status"] + (" (resumed)" if outcome.get("resumed") else "")
+        if outcome["summary"] and outcome["summary"].get("mH") is not None:
+            what += f", mH {outcome['summary']['mH']:.1f}"
+        if outcome["error"]:
+            what += f": {outcome['error']}"
+        self.echo(f"[{bar:<20}] {self.finished}/{self.total}{eta}  {outcome['id']} "
+                  f"{describe} ({outcome.get('seconds', 0.0):.0f} s): {what}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def run_sweep(grid_path: Path, options: Options,
+              echo: Callable[[str], None] = print) -> int:
+    """Run (or with ``dry_run`` list) the runs of the grid file ``grid_path``.
+
+    :returns: 1 if a run failed, else 0.
+    :raises CZSLError: for a bad grid or bad options, before any run starts.
+    """
+    grid = parse_grid(grid_path)
+    store = SweepDir(options.out or Path("sweeps") / grid.name)
+    specs = plan(grid, store, options)
+    status = {s["id"]: store.status(s["id"]) for s in specs}
+    if options.dry_run:
+        for s in specs:
+            echo(f"{s['id']}  {status[s['id']]:<9}  {s['describe']}  --set "
+                 + " --set ".join(s["overrides"]))
+        echo(f"{len(specs)} runs, {sum(v == 'done' for v in status.values())} already done "
+             f"(in {store.root}); nothing was started (--dry-run)")
+        return 0
+    if options.backend not in ("local", "ray"):
+        raise CZSLError(f"--backend {options.backend!r}: use local or ray")
+    _write_plan(grid, store, specs)
+    wanted = {"pending", "resumable"} | ({"failed"} if options.retry_failed else set())
+    todo = [s for s in specs if status[s["id"]] in wanted]
+    before = counts(build_summary(store, store.read_plan()))
+    echo(f"sweep {grid.name} ({store.root}): {len(specs)} runs, "
+         + ", ".join(f"{n} {k}" for k, n in before.items() if n)
+         + f"; starting {len(todo)} on {options.backend}")
+    if before["failed"] and not options.retry_failed:
+        echo(f"note: {before['failed']} failed run(s) are not retried; add --retry-failed")
+    describe = {s["id"]: s["describe"] for s in specs}
+    progress = Progress(len(todo), echo)
+
+    def on_done(outcome: dict[str, Any]) -> None:
+        progress(outcome, describe[outcome["id"]])
+
+    try:
+        if todo:
+            _dispatch(todo, store, options, on_done)
+    except KeyboardInterrupt:
+        write_summary(store)
+        echo("interrupted: finished runs are kept, a stopped run resumes from its last "
+             "task; run the same command again to continue")
+        raise
+    summary = build_summary(store, store.read_plan())
+    write_summary(store)
+    after = counts(summary)
+    echo(f"sweep {grid.name}: " + ", ".join(f"{n} {k}" for k, n in after.items() if n)
+         + f"; table: czsl sweep table {store.root}")
+    return 1 if after["failed"] else 0
+
+
+def _dispatch(todo: list[dict[str, Any]], store: SweepDir, options: Options,
+              on_done: Callable[[dict[str, Any]], None]) -> None:
+    import os
+
+    from czsl.sweep import backends
+
+    jobs = options.jobs or os.cpu_count() or 1
+    if options.backend == "local":
+        backends.run_local(todo, jobs=jobs, on_done=on_done)
+    else:
+        backends.run_ray(todo, root=store.root, threads=options.threads, jobs=jobs,
+                         address=options.address,
+                         gpus=1 if options.device == "cuda" else 0, on_done=on_done)
+
+
+__all__ = ["Options", "plan", "run_sweep"]

@@ -1,0 +1,266 @@
+"""Grid files: a study's runs as TOML, checked whole before anything runs.
+
+A grid names a base scenario, seeds and **axes**; every combination of one label per
+axis and one seed is a *cell*, i.e. one run::
+
+    [sweep]
+    scenario = "../../scenarios/cub_czsl.toml"   # relative to this file; omitted: synthetic
+    seeds = [0, 1, 2]
+    set = ["train.epochs=1"]                      # --set overrides of every run
+
+    [axes.method]                                 # label = its --set overrides
+    Sequential = ["regularizer=none"]
+    "EWC-online" = ["regularizer=ewc_online"]
+
+    [axes.dataset]                                # or a table: its own base scenario too
+    cub = { scenario = "../../scenarios/cub_czsl.toml" }
+    sun = { scenario = "../../scenarios/sun_czsl.toml", set = ["train.epochs=2"] }
+
+    [[when]]                                      # extra overrides for some combinations
+    match = { method = "Sequential", dataset = "cub" }
+    set = ["train.lr=0.0005"]
+
+    [table]
+    rows = ["method"]
+    columns = ["dataset"]
+    metrics = ["mH", "mAUC"]
+
+A run's overrides are, in order: ``[sweep] set``, each axis's (in file order), each
+matching ``[[when]]``'s (in file order), then ``seed=N``. Each cell's scenario is built
+with :func:`czsl.config.load_scenario` (the scenario validation: unknown keys, wrong
+types) and its plugin names are looked up, so a bad grid is refused with one line
+naming the cell before any run starts. Stdlib only, up to that check.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from czsl.errors import ConfigError
+
+#: the plugin tables whose names a grid's cells must resolve
+PLUGIN_KINDS = ("model", "regularizer", "replay", "generator")
+_SECTIONS = {"sweep", "axes", "when", "table"}
+_SWEEP_KEYS = {"name", "scenario", "seeds", "set"}
+_TABLE_KEYS = {"rows", "columns", "metrics"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a grid, before its scenario is resolved.
+
+    :param labels: axis name -> label, in the grid's axis order.
+    :param seed: the run's seed.
+    :param scenario: the base scenario file, or ``None`` for the built-in default.
+    :param overrides: every ``--set`` override of the run, the seed's last.
+    """
+
+    labels: dict[str, str]
+    seed: int
+    scenario: Path | None
+    overrides: list[str]
+
+    def describe(self) -> str:
+        """``method=EWC-online, dataset=cub, seed=0``: how messages name the cell."""
+        return ", ".join([*(f"{k}={v}" for k, v in self.labels.items()),
+                          f"seed={self.seed}"])
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file.
+
+    :param path: the file.
+    :param name: the sweep's name (``[sweep] name``, else the file's stem).
+    :param document: the file as parsed, kept in the sweep's folder.
+    :param axes: axis name -> label -> ``(scenario file or None, overrides)``.
+    :param seeds: the seeds.
+    :param table: ``rows``, ``columns`` (axis names) and ``metrics`` (may be empty:
+        every metric).
+    """
+
+    path: Path
+    name: str
+    document: dict[str, Any]
+    axes: dict[str, dict[str, tuple[Path | None, list[str]]]]
+    seeds: list[int]
+    base: Path | None
+    base_set: list[str]
+    when: list[tuple[dict[str, str], list[str]]]
+    table: dict[str, list[str]] = field(default_factory=dict)
+
+    def cells(self) -> list[Cell]:
+        """Every combination of one label per axis and one seed, axes in file order."""
+        names = list(self.axes)
+        out = []
+        for combo in itertools.product(*(list(self.axes[a]) for a in names)):
+            labels = dict(zip(names, combo))
+            scenario, overrides = self.base, list(self.base_set)
+            chosen = [a for a in names if self.axes[a][labels[a]][0] is not None]
+            if len(chosen) > 1:
+                raise ConfigError(
+                    f"grid {self.path}: the cell {', '.join(f'{a}={labels[a]}' for a in chosen)}"
+                    f" takes its scenario from {len(chosen)} axes; let one axis choose the "
+                    "scenario file")
+            for axis in names:
+                file, sets = self.axes[axis][labels[axis]]
+                scenario = file or scenario
+                overrides += sets
+            for match, sets in self.when:
+                if all(labels[a] == v for a, v in match.items()):
+                    overrides += sets
+            for seed in self.seeds:
+                out.append(Cell(labels, seed, scenario, [*overrides, f"seed={seed}"]))
+        return out
+
+
+def _fail(path: Path, problem: str) -> ConfigError:
+    return ConfigError(f"grid {path}: {problem}")
+
+
+def _overrides(path: Path, where: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _fail(path, f"{where} must be a list of \"key=value\" strings, got {value!r}")
+    return list(value)
+
+
+def _scenario_file(path: Path, where: str, value: Any) -> Path:
+    if not isinstance(value, str) or not value:
+        raise _fail(path, f"{where} must be a scenario file name, got {value!r}")
+    file = (path.parent / value).resolve()
+    if not file.is_file():
+        raise _fail(path, f"{where} = {value!r}: {file} does not exist (scenario files are "
+                          "given relative to the grid file)")
+    return file
+
+
+def _axis(path: Path, name: str, table: Any) -> dict[str, tuple[Path | None, list[str]]]:
+    if not isinstance(table, dict) or not table:
+        raise _fail(path, f"axis '{name}' is empty; give it at least one label, e.g. "
+                          f"[axes.{name}] label = [\"train.epochs=2\"]")
+    out = {}
+    for label, value in table.items():
+        where = f"[axes.{name}] {label!r}"
+        if isinstance(value, dict):
+            unknown = set(value) - {"scenario", "set"}
+            if unknown:
+                raise _fail(path, f"{where} has unknown keys {sorted(unknown)}; a label's "
+                                  "table takes 'scenario' and 'set'")
+            file = (_scenario_file(path, f"{where} scenario", value["scenario"])
+                    if "scenario" in value else None)
+            out[label] = (file, _overrides(path, f"{where} set", value.get("set", [])))
+        else:
+            out[label] = (None, _overrides(path, where, value))
+    return out
+
+
+def parse_grid(path: str | Path) -> Grid:
+    """Read and check a grid file's structure (not yet its scenarios: :func:`check_cells`).
+
+    :raises ConfigError: naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"grid file {path} does not exist")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(path, f"not valid TOML: {exc}") from exc
+    unknown = set(doc) - _SECTIONS
+    if unknown:
+        raise _fail(path, f"unknown sections {sorted(unknown)}; a grid has "
+                          f"{sorted(_SECTIONS)}")
+    sweep = doc.get("sweep", {})
+    unknown = set(sweep) - _SWEEP_KEYS
+    if unknown:
+        raise _fail(path, f"[sweep] has unknown keys {sorted(unknown)}; it takes "
+                          f"{sorted(_SWEEP_KEYS)}")
+    seeds = sweep.get("seeds", [0])
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+        raise _fail(path, f"[sweep] seeds must be a non-empty list of distinct whole "
+                          f"numbers, got {seeds!r}")
+    name = sweep.get("name", path.stem)
+    if not isinstance(name, str) or not name or "/" in name:
+        raise _fail(path, f"[sweep] name must be a folder name, got {name!r}")
+    base = (_scenario_file(path, "[sweep] scenario", sweep["scenario"])
+            if "scenario" in sweep else None)
+    axes_doc = doc.get("axes", {})
+    if not isinstance(axes_doc, dict):
+        raise _fail(path, "[axes] must hold tables: [axes.NAME] label = [overrides]")
+    if "seed" in axes_doc:
+        raise _fail(path, "'seed' is not an axis name: list seeds in [sweep] seeds")
+    axes = {name_: _axis(path, name_, table) for name_, table in axes_doc.items()}
+
+    when = []
+    for i, entry in enumerate(doc.get("when", [])):
+        match = entry.get("match") if isinstance(entry, dict) else None
+        if not isinstance(match, dict) or not match or set(entry) - {"match", "set"}:
+            raise _fail(path, f"[[when]] #{i + 1} needs match = {{axis = \"label\"}} and "
+                              "set = [overrides], nothing else")
+        for axis, label in match.items():
+            if axis not in axes:
+                raise _fail(path, f"[[when]] #{i + 1} matches the unknown axis '{axis}'; "
+                                  f"the axes are {list(axes)}")
+            if label not in axes[axis]:
+                raise _fail(path, f"[[when]] #{i + 1} matches {axis} = {label!r}, which is "
+                                  f"not a label of that axis ({list(axes[axis])})")
+        when.append((dict(match), _overrides(path, f"[[when]] #{i + 1} set",
+                                             entry.get("set", []))))
+
+    table = doc.get("table", {})
+    unknown = set(table) - _TABLE_KEYS
+    if unknown:
+        raise _fail(path, f"[table] has unknown keys {sorted(unknown)}; it takes "
+                          f"{sorted(_TABLE_KEYS)}")
+    rows = table.get("rows", [a for a in axes if a not in table.get("columns", [])])
+    columns = table.get("columns", [])
+    for key, value in (("rows", rows), ("columns", columns)):
+        bad = [a for a in value if a not in axes] if isinstance(value, list) else value
+        if bad:
+            raise _fail(path, f"[table] {key} names {bad!r}, not axes of this grid "
+                              f"({list(axes)})")
+    if sorted(rows + columns) != sorted(axes):
+        raise _fail(path, f"[table] rows {rows} and columns {columns} must name every axis "
+                          f"once ({list(axes)}); seeds are averaged")
+    metrics = table.get("metrics", [])
+    from czsl.sweep.table import METRICS  # stdlib-only: the table's metric list
+
+    bad = [m for m in metrics if m not in METRICS] if isinstance(metrics, list) else metrics
+    if bad:
+        raise _fail(path, f"[table] metrics names {bad!r}; the metrics are {list(METRICS)}")
+    return Grid(path=path, name=name, document=doc, axes=axes, seeds=list(seeds),
+                base=base, base_set=_overrides(path, "[sweep] set", sweep.get("set", [])),
+                when=when, table={"rows": list(rows), "columns": list(columns),
+                                  "metrics": list(metrics)})
+
+
+def check_cells(grid: Grid, cells: list[Cell]) -> list[Any]:
+    """Build every cell's scenario and look up its plugins; return the scenarios.
+
+    :raises ConfigError: naming the first bad cell and what is wrong with it.
+    :raises PluginError: for a plugin name that no installed plugin provides.
+    """
+    from czsl.config import load_scenario
+    from czsl.errors import CZSLError, PluginError
+    from czsl.plugins import Plugins
+
+    plugins = Plugins()
+    scenarios = []
+    for cell in cells:
+        try:
+            scenario = load_scenario(cell.scenario, cell.overrides)
+            for kind in PLUGIN_KINDS:
+                plugins.find(kind, getattr(scenario, kind).name)
+        except CZSLError as exc:
+            kind = PluginError if isinstance(exc, PluginError) else ConfigError
+            raise kind(f"grid {grid.path}, cell {cell.describe()}: {exc}") from exc
+        scenarios.append(scenario)
+    return scenarios
+
+
+__all__ = ["Cell", "Grid", "check_cells", "parse_grid"]

@@ -1,0 +1,73 @@
+"""A run's identity: a hash of everything that changes its numbers.
+
+The id of a sweep's run is a hash of its fully resolved scenario (after overrides,
+defaults filled in: :func:`czsl.config.scenario_to_dict`, which holds the seed), the
+torch thread count it runs with, and a fingerprint of the data files it reads. The same
+cell in a grown or re-ordered grid keeps its id, so its finished run is found again;
+change anything that matters and it is a new run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+#: files the data readers look for, in :func:`czsl.data.load_dataset`'s order
+_CANDIDATES = ("res101.mat", "att_splits.mat", "{name}/res101.mat", "{name}/att_splits.mat",
+               "{name}.npz", "{name}_meta.npz")
+_CHUNK = 1 << 22
+_file_hashes: dict[tuple[str, int, int], str] = {}
+
+
+def _file_hash(path: Path) -> str:
+    """blake2b of a file's bytes, cached for the process by (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _file_hashes:
+        digest = hashlib.blake2b(digest_size=16)
+        with path.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                digest.update(chunk)
+        _file_hashes[key] = digest.hexdigest()
+    return _file_hashes[key]
+
+
+def data_fingerprint(dataset: str, data_dir: Path | None) -> str:
+    """A hash of the data files that dataset ``dataset`` may be read from.
+
+    ``"synthetic"`` is generated from the scenario (already in the id): its fingerprint
+    is its name. Other datasets hash every candidate file that exists in ``data_dir``.
+
+    :raises ConfigError: if ``data_dir`` holds none of them.
+    """
+    from czsl.errors import ConfigError
+
+    if dataset == "synthetic":
+        return "synthetic"
+    if data_dir is None:
+        raise ConfigError(f"dataset {dataset!r} needs --data-dir: a folder with its xlsa17 "
+                          f"files, {dataset}.npz or {dataset}_meta.npz")
+    found = [(pattern.format(name=dataset), data_dir / pattern.format(name=dataset))
+             for pattern in _CANDIDATES]
+    found = [(rel, path) for rel, path in found if path.is_file()]
+    if not found:
+        raise ConfigError(f"dataset {dataset!r}: --data-dir {data_dir} holds none of "
+                          f"{[p.format(name=dataset) for p in _CANDIDATES]}; point it at "
+                          "the folder with the dataset's files")
+    digest = hashlib.blake2b(digest_size=16)
+    for rel, path in found:
+        digest.update(f"{rel}\0{_file_hash(path)}\0".encode())
+    return digest.hexdigest()
+
+
+def run_id(document: dict[str, Any], *, threads: int, data: str) -> str:
+    """The id of the run of ``document`` (a resolved scenario) with ``threads`` torch
+    threads on data of fingerprint ``data``: 16 hexadecimal digits."""
+    key = json.dumps({"scenario": document, "threads": threads, "data": data},
+                     sort_keys=True, ensure_ascii=True)
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+__all__ = ["data_fingerprint", "run_id"]

@@ -1,0 +1,135 @@
+"""``czsl sweep run --backend ray``: a local Ray instance and a 2-node local cluster give
+the local backend's results, every Ray process listens on loopback only, and none
+outlives its test. Skipped without the ``ray`` extra (pip install 'czsl[ray]')."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import threading
+
+import pytest
+
+# before ray is imported: no usage statistics, and every Ray process on 127.0.0.1
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from czsl.cli import main  # noqa: E402
+from tests.sweep_helpers import grid_text, results  # noqa: E402
+
+METHODS = {"EWC": ["regularizer=ewc_online"]}
+#: a Ray process that has not exited this long after shutdown has leaked
+EXIT_TIMEOUT_S = 120
+
+
+def _loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+class Watcher:
+    """Samples the listening sockets of this process's descendants while a sweep runs."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self.listening: set[tuple[str, str]] = set()  # (process name, address)
+        self.processes: dict[int, psutil.Process] = {}
+        self.names: dict[int, str] = {}
+        # children from before the sweep (multiprocessing's resource tracker) are not Ray's
+        self.before = {child.pid for child in self.me.children(recursive=True)}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for child in self.me.children(recursive=True):
+            if child.pid not in self.processes and child.pid not in self.before:
+                self.processes[child.pid] = child
+                self.names[child.pid] = child.name()
+        pids = set(self.processes)
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.pid in pids and conn.status == psutil.CONN_LISTEN:
+                self.listening.add((self.processes[conn.pid].name(), conn.laddr.ip))
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            try:
+                self._sample()
+            except psutil.Error:  # a process ended between listing and reading it
+                pass
+
+    def __enter__(self) -> "Watcher":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def stop_leftovers(self) -> list[str]:
+        """Wait for the sampled processes to exit; kill (by pid) and name any that did not."""
+        _, alive = psutil.wait_procs(list(self.processes.values()), timeout=EXIT_TIMEOUT_S)
+        names = []
+        for process in alive:
+            names.append(f"{process.pid} {process.name()}")
+            process.kill()
+        return names
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raysweep")
+    path = root / "grid.toml"
+    path.write_text(grid_text(METHODS))
+    return path
+
+
+@pytest.fixture(scope="module")
+def local_results(grid):
+    """The same sweep on the local backend: the reference."""
+    out = grid.parent / "local"
+    assert main(["sweep", "run", str(grid), "--out", str(out), "--jobs", "2"]) == 0
+    return {k: v["summary"] for k, v in results(out).items()}
+
+
+def _check(watcher: Watcher, what: str) -> None:
+    assert watcher.listening, f"no listening Ray socket seen ({what}): the check saw nothing"
+    outside = sorted(item for item in watcher.listening if not _loopback(item[1]))
+    assert not outside, f"{what}: Ray processes listen beyond loopback: {outside}"
+
+
+def test_ray_local_instance_matches_local_backend_on_loopback_only(grid, local_results):
+    out = grid.parent / "ray_local"
+    with Watcher() as watcher:
+        code = main(["sweep", "run", str(grid), "--out", str(out), "--backend", "ray",
+                     "--jobs", "2"])
+    leftovers = watcher.stop_leftovers()
+    assert code == 0
+    assert {k: v["summary"] for k, v in results(out).items()} == local_results
+    _check(watcher, "local Ray instance")
+    assert any("raylet" in name for name, _ in watcher.listening)
+    assert not leftovers, f"Ray processes left running after the sweep: {leftovers}"
+
+
+def test_ray_two_node_cluster_matches_local_backend_on_loopback_only(grid, local_results):
+    out = grid.parent / "ray_cluster"
+    with Watcher() as watcher:
+        cluster = Cluster(initialize_head=True,
+                          head_node_args={"num_cpus": 1, "include_dashboard": False})
+        try:
+            cluster.add_node(num_cpus=1)
+            cluster.wait_for_nodes()
+            code = main(["sweep", "run", str(grid), "--out", str(out), "--backend", "ray",
+                         "--address", cluster.address])
+        finally:
+            watcher._sample()
+            cluster.shutdown()
+    leftovers = watcher.stop_leftovers()
+    assert code == 0
+    assert {k: v["summary"] for k, v in results(out).items()} == local_results
+    assert list(watcher.names.values()).count("raylet") == 2  # one per node
+    _check(watcher, "2-node cluster")
+    assert not leftovers, f"Ray processes left running after the cluster: {leftovers}"
