@@ -5,14 +5,17 @@ innermost frame that runs a method of an object a plugin built (the model, a
 regularizer's or a replay's Avalanche plugin) and turns the exception into a
 :class:`czsl.errors.PluginError` naming that plugin and its package, unless czsl's own
 code runs further in (then it is czsl's error, or a plugin misusing czsl, and keeps its
-traceback).
+traceback). :func:`unpicklable_error` names the component whose state cannot be
+checkpointed, when the run is built and after each task.
 """
 
 from __future__ import annotations
 
 import traceback
 from pathlib import Path
+from typing import Any
 
+from czsl.checkpoint import Unpicklable
 from czsl.errors import PluginError
 from czsl.plugins import Listed
 
@@ -50,3 +53,64 @@ def plugin_failure(exc: Exception, owners: dict[int, tuple[str, str, Listed]], s
         f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}) failed "
         f"during task {step}, in {where}: {type(exc).__name__}: {exc}. "
         f"{what_is_kept(run_dir, step)} (czsl --debug shows the traceback.)")
+
+
+def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
+                      owners: dict[int, tuple[str, str, Listed]], refs: dict[str, Any],
+                      when: str, kept: str) -> Exception:
+    """The error for learner state that :func:`czsl.checkpoint.dump_learner_state`
+    cannot pickle, naming the component whose fix it is.
+
+    A plugin's attribute that holds the scenario's generator (a
+    :class:`czsl.generators.CheckedGenerator`), or another plugin's object, is that
+    component's to fix, so it is named instead of the plugin holding it; so is an
+    add-on generator loss the generator holds.
+
+    :param exc: what :func:`czsl.checkpoint.dump_learner_state` raised.
+    :param extra_plugins: the learner's ``extra_plugins`` (``exc.path[1]`` indexes them).
+    :param owners: ``id()`` of each object a plugin built -> ``(kind, name, listing)``.
+    :param refs: the references the checkpoint pickles with (to look deeper).
+    :param when: e.g. ``"after task 2"``.
+    :param kept: what the run folder keeps, and what to do (see :func:`what_is_kept`).
+    :return: a :class:`PluginError`, or a ``RuntimeError`` when the state is czsl's own
+        (a bug).
+    """
+    from czsl.checkpoint import find_unpicklable, object_state, picklable
+    from czsl.generators import CheckedGenerator, GeneratorLosses
+
+    path = exc.path  # ("plugins", index, attribute, ...) or ("model", ...), ...
+    holder = extra_plugins[path[1]] if path[0] == "plugins" else None
+    owner = None if holder is None else owners.get(id(holder))
+    if owner is None:
+        return RuntimeError(f"cannot checkpoint the learner's {path}: {exc.cause}")
+    state = object_state(holder)
+    value = state.get(path[2]) if len(path) > 2 and isinstance(state, dict) else None
+    inner = value.generator if isinstance(value, CheckedGenerator) else value
+    if value is not None and id(inner) in owners and inner is not holder:
+        # another component's object: that component's fix (e.g. a GAN's spectral_norm)
+        kind, name, item = owners[id(inner)]
+        deeper = find_unpicklable(inner, refs)
+        losses = getattr(inner, deeper[0], None) if deeper else None
+        if isinstance(losses, GeneratorLosses):  # an add-on loss's object: its plugin's fix
+            for where, loss in losses.losses:
+                if not picklable(loss, refs):
+                    return PluginError(
+                        f"{where}, held by {kind} {name!r}, cannot be checkpointed {when}: "
+                        f"the {type(loss).__name__} its czsl_make_generator_loss returned "
+                        f"cannot be pickled ({type(exc.cause).__name__}: {exc.cause}). "
+                        "Return an instance of a class defined at module level (not a "
+                        "lambda or a local function or class), with __getstate__/"
+                        f"__setstate__ that leave out what pickle refuses. {kept}")
+        what = f"its attribute {deeper[0]!r}" if deeper else "its state"
+        held = f", held by {owner[0]} {owner[1]!r} as {path[2]!r}"
+        obj = inner
+    else:
+        kind, name, item = owner
+        what = f"its attribute {path[2]!r}" if len(path) > 2 else "its state"
+        held, obj = "", holder
+    return PluginError(
+        f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}{held}) "
+        f"cannot be checkpointed {when}: {what} cannot be pickled "
+        f"({type(exc.cause).__name__}: {exc.cause}). czsl pickles the state of every "
+        f"plugin's objects after each task (see czsl.hookspecs); {type(obj).__name__} "
+        f"needs __getstate__/__setstate__ that leave it out (or rebuild it). {kept}")

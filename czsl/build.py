@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
-from czsl.checkpoint import fingerprint
+from czsl.blame import unpicklable_error
+from czsl.checkpoint import Unpicklable, dump_learner_state, fingerprint
 from czsl.config import Scenario, TrainConfig
 from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import ConfigError, CZSLError, PluginError
@@ -143,6 +144,11 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
     started = time.perf_counter()
     device = resolve_device(scenario.device)
     plugins = Plugins()
+    asked = [(kind, getattr(scenario, kind).name)
+             for kind in ("model", "regularizer", "replay", "generator")]
+    for problem in plugins.problems:  # those a component below needs fail there instead
+        if not any(problem.concerns(kind, name) for kind, name in asked):
+            echo(f"warning: {problem.message}")
     dataset = load_dataset(scenario.data.dataset, data_dir, features=scenario.data.features,
                            seed=scenario.seed, options=scenario.data.synthesis)
     seed_everything(scenario.seed)
@@ -167,6 +173,9 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
         """The scenario's ``[generator]``, for a replay plugin that asks for one."""
         generator = _make_generator(plugins, scenario, n_features, n_attributes).to(device)
         built_generators.append(generator)
+        # its object is the generator plugin's: blamed on it, not on the replay holding it
+        owners[id(generator.generator)] = ("generator", scenario.generator.name,
+                                           plugins.find("generator", scenario.generator.name))
         return generator
 
     extra: list[SupervisedPlugin] = []
@@ -181,6 +190,7 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
         owners.update({id(p): (kind, cfg.name, item) for p in built})
         extra += built
     learner = make_learner(model, view, scenario.train, device, extra)
+    check_checkpointable(learner, model, view, owners)
     return BuiltRun(scenario=scenario, data_dir=data_dir, device=device, dataset=dataset,
                     stream=stream, view=view, model=model, extra=extra, learner=learner,
                     owners=owners,
@@ -190,6 +200,33 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
 
 
 # ------------------------------------------------------------ hook contracts
+
+
+def checkpoint_refs(learner: ZSLLearner, model: torch.nn.Module,
+                    view: TaskView) -> dict[str, Any]:
+    """The run's live objects a plugin's state may point to: checkpointed as references
+    (see :mod:`czsl.checkpoint`)."""
+    return {"learner": learner, "model": model, "optimizer": learner.optimizer,
+            "stream": view}
+
+
+def check_checkpointable(learner: ZSLLearner, model: torch.nn.Module, view: TaskView,
+                         owners: dict[int, tuple[str, str, Listed]]) -> None:
+    """Pickle the learner's state as every checkpoint will, before anything trains.
+
+    A plugin (or the generator a replay holds) whose state cannot be pickled would
+    otherwise fail only after its first task had trained.
+
+    :raises PluginError: naming the component whose state cannot be pickled, and the fix.
+    """
+    refs = checkpoint_refs(learner, model, view)
+    try:
+        dump_learner_state(learner.state_dict(), refs)
+    except Unpicklable as exc:
+        error = unpicklable_error(exc, learner.extra_plugins, owners, refs,
+                                  when="(found when the run was built)",
+                                  kept="Nothing was trained and no run folder was written.")
+        raise error from exc.cause
 
 
 def _check_model(model: Any, name: str, plugins: Plugins) -> torch.nn.Module:

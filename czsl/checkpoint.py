@@ -231,6 +231,30 @@ def dump_learner_state(state: Mapping[str, Any], refs: Mapping[str, Any]) -> dic
     return out
 
 
+def find_unpicklable(obj: Any, refs: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """Where in ``obj``'s pickling state pickling fails (e.g. ``("net",)``), ``()`` if
+    its state is not a dict, or ``None`` if it pickles.
+
+    :param refs: the run's live objects by name, saved as references (as in
+        :func:`dump_learner_state`).
+    """
+    try:
+        _dumps(object_state(obj), _expand_refs(refs), ())
+    except Unpicklable as exc:
+        return exc.path
+    return None
+
+
+def picklable(obj: Any, refs: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` itself pickles (its class by reference included), with ``refs``
+    saved as references as in :func:`dump_learner_state`."""
+    try:
+        _dumps(obj, _expand_refs(refs), ())
+    except Unpicklable:
+        return False
+    return True
+
+
 def load_learner_state(blobs: Mapping[str, Any], refs: Mapping[str, Any]) -> dict[str, Any]:
     """Undo :func:`dump_learner_state`, binding references to ``refs``."""
     refs = _expand_refs(refs)

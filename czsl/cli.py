@@ -54,9 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a stopped run (e.g. runs/synthetic) after its last "
                           "finished task, with the scenario it started with; only "
-                          "--data-dir (if the data moved) and --no-progress go with it")
+                          "--data-dir (if the data moved), --no-progress and --threads "
+                          "go with it (give the same --threads as the first session: "
+                          "another thread count changes results slightly)")
 
-    sub.add_parser("plugins", help="list installed plugins and the packages they come from")
+    plugins = sub.add_parser(
+        "plugins", help="list installed plugins, their options and the packages they come "
+                        "from; warn about plugins that cannot be used",
+        description="List every installed component with its options and defaults, and "
+                    "warn (one line each) about broken or clashing plugin packages, "
+                    "near-misses of the 'czsl' entry-point group, hook functions without "
+                    "@czsl.hookimpl and plugins slow to import.")
+    plugins.add_argument("--check", action="store_true",
+                         help="exit with status 1 if there is any warning (for a plugin's CI)")
 
     report = sub.add_parser(
         "report", help="compare finished runs: a table, and a PNG of forgetting and H",
@@ -71,6 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
+    from czsl.plugin_check import check, component_options, format_options
     from czsl.plugins import Plugins
 
     plugins = Plugins()
@@ -79,9 +90,13 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows + [("kind", "name", "package", "")])
               for i in range(3)]
     print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'package':<{widths[2]}}  summary")
-    for kind, name, package, summary in rows:
+    for item, (kind, name, package, summary) in zip(plugins.listed, rows):
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {package:<{widths[2]}}  {summary}")
-    return 0
+        print(f"{'':<{widths[0]}}  options: {format_options(component_options(plugins, item))}")
+    found = [*(p.message for p in plugins.problems), *plugins.notes, *check(plugins)]
+    for line in found:
+        print(f"czsl: warning: {line}", file=sys.stderr)
+    return 1 if found and args.check else 0
 
 
 def _positive_int(text: str) -> int:

@@ -62,7 +62,8 @@ class CheckedGenerator:
 
     @torch.no_grad()
     def sample(self, attributes: torch.Tensor, n: int) -> torch.Tensor:
-        """``[K * n, D]`` features, ``n`` for each row of ``attributes`` ``[K, A]``.
+        """``[K * n, D]`` features, ``n`` for each row of ``attributes`` ``[K, A]``, of
+        the attributes' dtype and on their device.
 
         :raises PluginError: if the generator raises or returns anything else.
         """
@@ -75,6 +76,15 @@ class CheckedGenerator:
             raise PluginError(f"{self.where}: sample(attributes [{attributes.shape[0]}, "
                               f"{attributes.shape[1]}], n={n}) returned {got}; it must "
                               f"return a float tensor of shape {list(want)} (K * n rows)")
+        if out.dtype != attributes.dtype or out.device != attributes.device:
+            # a float64 or CPU sample would fail later, far from its cause
+            raise PluginError(f"{self.where}: sample() returned a {out.dtype} tensor on "
+                              f"{out.device} for {attributes.dtype} attributes on "
+                              f"{attributes.device}; it must return features of the "
+                              "attributes' dtype on their device (build them from the "
+                              "attributes, e.g. with attributes.new_empty or "
+                              "torch.randn(..., dtype=attributes.dtype, "
+                              "device=attributes.device), and move its parameters in to())")
         return out.detach()
 
     def to(self, device: torch.device) -> CheckedGenerator:

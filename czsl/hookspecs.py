@@ -12,14 +12,16 @@ Two rules keep ``czsl plugins`` and ``czsl --help`` fast and honest:
 
 * ``czsl plugins`` imports every plugin module to call :func:`czsl_components`, so a
   plugin module must not import torch or Avalanche at import time: import them inside
-  the factory hooks.
+  the factory hooks (``czsl plugins`` names a plugin slower than 0.5 s to import).
 * A name is routed to the plugin that declared it: czsl calls the ``czsl_make_<kind>``
   factory of the plugin whose :func:`czsl_components` lists that component, and no
   other plugin's (see :meth:`czsl.plugins.Plugins.make`). A factory therefore needs no
   ``if name != ...: return None`` check, and can omit the ``name`` argument, unless its
   plugin declares several components of one kind. Two plugins declaring the same
-  component is an error, so no second answer is ever needed (the factory hooks are
-  still ``firstresult`` for pluggy, which changes nothing here).
+  component make it unusable (a built-in's name stays the built-in's), so no second
+  answer is ever needed (the factory hooks are still ``firstresult`` for pluggy, which
+  changes nothing here). A plugin that cannot be used is a warning for every command
+  that does not need it, and the error of a run that asks for one of its components.
 * A factory's unknown option is a ``TypeError`` raised by the factory's own call
   (``make_plugin(**options)``): czsl reports it as the plugin rejecting its options. Any
   other exception while building is reported as a failure of that plugin.
@@ -39,14 +41,17 @@ updating ``__dict__``). Attributes that point to the learner, the model (or its
 parameters, buffers, submodules), the optimizer or the task view are saved as references
 and point to the rebuilt ones; an iterator made by ``iter(obj)`` that has not started
 is saved as ``iter(obj)``. A plugin holding anything else that pickle refuses (an open
-file, a lambda, a running generator) defines ``__getstate__``/``__setstate__``;
-otherwise the run stops at the end of the first task whose state cannot be saved, with
-an error naming the plugin and the attribute. See :mod:`czsl.checkpoint`.
+file, a lambda, a running generator, a torch-parametrized module) defines
+``__getstate__``/``__setstate__``; otherwise the run stops, with an error naming the
+component (the generator, not the replay holding it) and the attribute: when it is
+built, before any training (the state is pickled once then), or at the end of the first
+task whose state cannot be saved. See :mod:`czsl.checkpoint`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
@@ -75,11 +80,17 @@ class Component:
     :param kind: one of :data:`KINDS`.
     :param name: the name a scenario file uses, e.g. ``"ewc_online"``; unique per kind.
     :param summary: one line saying what it is and which paper it comes from.
+    :param options: optional: the options it takes, name -> default, shown by ``czsl
+        plugins``. Leave it out when the factory hands its ``options`` on as
+        ``f(**options)`` to a function or class of the plugin's module: czsl reads the
+        options from that callee's keyword parameters (see
+        :func:`czsl.plugin_check.component_options`).
     """
 
     kind: str
     name: str
     summary: str
+    options: Mapping[str, Any] | None = field(default=None, compare=False)
 
 
 @hookspec

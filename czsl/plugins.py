@@ -2,7 +2,10 @@
 
 Plugins are found only through the ``czsl`` entry-point group (built-ins included:
 they are listed in czsl's own ``pyproject.toml``). Each entry point names a module
-whose ``@czsl.hookimpl`` functions implement :mod:`czsl.hookspecs`.
+whose ``@czsl.hookimpl`` functions implement :mod:`czsl.hookspecs`. A plugin that
+cannot be used is a :class:`Problem`: a warning until a run asks for one of its
+components. :mod:`czsl.plugin_check` looks for the mistakes that make a plugin vanish
+without an error.
 
 This module imports neither torch nor Avalanche; the factories it calls may.
 """
@@ -10,80 +13,113 @@ This module imports neither torch nor Avalanche; the factories it calls may.
 from __future__ import annotations
 
 import difflib
+import time
 import traceback
-from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Any, Callable
 
 import pluggy
 
 from czsl import hookspecs
 from czsl.errors import CZSLError, OptionError, PluginError
-from czsl.hookspecs import KINDS, Component
+from czsl.hookspecs import KINDS
+from czsl.plugin_problems import (BUILT_IN, Listed, Problem, component_clash, declared,
+                                  dist_of, entry_point_clash)
+
+__all__ = ["BUILT_IN", "ENTRY_POINT_GROUP", "Listed", "Plugins", "Problem"]
 
 ENTRY_POINT_GROUP = "czsl"
-
-
-@dataclass(frozen=True)
-class Listed:
-    """A component together with where it comes from.
-
-    :param component: what the plugin declared.
-    :param plugin: the entry-point name of the plugin that provides it.
-    :param package: the distribution (pip package) that installed that plugin.
-    :param version: that distribution's version.
-    """
-
-    component: Component
-    plugin: str
-    package: str
-    version: str
+#: a plugin slower than this to import is named by ``czsl plugins`` (seconds)
+SLOW_IMPORT_S = 0.5
 
 
 class Plugins:
     """The loaded plugins: list components and build them by name.
 
+    A broken third-party plugin (it fails to import, implements a misspelled hook,
+    declares components badly, or its name clashes with another plugin's) does not
+    stop the others: it is left out and recorded in :attr:`problems`, and only a
+    look-up of one of its components fails, with its message.
+
     :param entry_points: the entry points to load; all of group ``czsl`` by default.
-    :raises PluginError: if a plugin fails to import, implements a hook that does not
-        exist (a misspelled name), or declares a component badly.
+    :param clock: seconds, to time each plugin's import (injectable for tests).
+    :param slow_import_s: an import slower than this is noted in :attr:`notes`.
     """
 
-    def __init__(self, entry_points: list[metadata.EntryPoint] | None = None) -> None:
+    def __init__(self, entry_points: list[metadata.EntryPoint] | None = None, *,
+                 clock: Callable[[], float] = time.perf_counter,
+                 slow_import_s: float = SLOW_IMPORT_S) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        self.problems: list[Problem] = []
+        #: warnings about plugins that work (e.g. slow to import)
+        self.notes: list[str] = []
+        #: entry-point name -> the module czsl loaded for it
+        self.modules: dict[str, Any] = {}
         self._package: dict[str, tuple[str, str]] = {}
+        self._clock, self._slow_import_s = clock, slow_import_s
         if entry_points is None:
             entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
-        for ep in sorted(entry_points, key=lambda e: e.name):
-            self._load(ep)
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            name = self.pm.get_name(exc.plugin)
-            raise PluginError(f"plugin {name!r} ({self.package_of(name)}) implements a hook "
-                              f"czsl does not have: {exc}. Fix the function's name (the hooks "
-                              "are listed in czsl/hookspecs.py)") from exc
+        by_name: dict[str, list[metadata.EntryPoint]] = {}
+        for ep in entry_points:
+            by_name.setdefault(ep.name, []).append(ep)
+        for name in sorted(by_name):
+            ep, problems = entry_point_clash(name, by_name[name])
+            self.problems += problems
+            if ep is not None:
+                self._load(ep)
+        self._check_hook_names()
         self.listed = self._collect_components()
 
+    def _problem(self, plugin: str, package: str, message: str,
+                 components: tuple[tuple[str, str], ...] = ()) -> None:
+        self.problems.append(Problem(plugin, package, message, components))
+
     def _load(self, ep: metadata.EntryPoint) -> None:
-        dist = ep.dist
-        package = (dist.name, dist.version) if dist is not None else ("?", "?")
+        package = dist_of(ep)
         self._package[ep.name] = package
-        if self.pm.has_plugin(ep.name):
-            other = self._package.get(ep.name)
-            raise PluginError(f"two packages register a czsl plugin named {ep.name!r} "
-                              f"({other[0]} and {package[0]}); uninstall one of them")
+        where = f"plugin {ep.name!r} from package {package[0]} {package[1]}"
+        started = self._clock()
         try:
             module = ep.load()
         except Exception as exc:
-            raise PluginError(f"plugin {ep.name!r} from package {package[0]} {package[1]} "
-                              f"failed to import ({ep.value}): {type(exc).__name__}: {exc}. "
-                              f"Reinstall or fix that package, or uninstall it "
-                              f"(pip uninstall {package[0]})") from exc
+            self._problem(ep.name, self.package_of(ep.name), (
+                f"{where} failed to import ({ep.value}): {type(exc).__name__}: {exc}. "
+                f"Reinstall or fix that package, or uninstall it (pip uninstall "
+                f"{package[0]})"))
+            return
+        spent = self._clock() - started
+        if spent > self._slow_import_s:
+            self.notes.append(
+                f"{where} took {spent:.1f} s to import, and every czsl command (even 'czsl "
+                "plugins') imports it; import torch, Avalanche and other heavy modules "
+                "inside its functions, not at the top of the module")
         try:
             self.pm.register(module, name=ep.name)
         except (pluggy.PluginValidationError, ValueError) as exc:
-            raise PluginError(f"plugin {ep.name!r} from package {package[0]}: {exc}") from exc
+            self._problem(ep.name, self.package_of(ep.name), f"{where}: {exc}")
+            return
+        self.modules[ep.name] = module
+
+    def _check_hook_names(self) -> None:
+        """Leave out each plugin that implements a hook czsl does not have."""
+        while True:
+            try:
+                self.pm.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.pm.get_name(exc.plugin)
+                self.pm.unregister(name=name)
+                module = self.modules.pop(name)
+                where = f"plugin {name!r} ({self.package_of(name)})"
+                try:  # which components it would have provided, to fail their look-ups
+                    components = declared(getattr(module, "czsl_components", list), where)
+                except PluginError:
+                    components = []
+                self._problem(name, self.package_of(name), (
+                    f"{where} implements a hook czsl does not have: {exc}. Fix the "
+                    "function's name (the hooks are listed in czsl/hookspecs.py)"),
+                    tuple((c.kind, c.name) for c in components))
 
     def package_of(self, plugin: str) -> str:
         """``"name version"`` of the distribution that installed ``plugin``."""
@@ -91,32 +127,30 @@ class Plugins:
         return f"{name} {version}"
 
     def _collect_components(self) -> list[Listed]:
-        listed: list[Listed] = []
-        seen: dict[tuple[str, str], str] = {}
+        listed: dict[tuple[str, str], Listed] = {}
         for impl in self.pm.hook.czsl_components.get_hookimpls():
             where = f"plugin {impl.plugin_name!r} ({self.package_of(impl.plugin_name)})"
             try:
-                components = impl.function()
-            except Exception as exc:
-                raise PluginError(f"{where}: czsl_components() raised "
-                                  f"{type(exc).__name__}: {exc}") from exc
-            if not isinstance(components, (list, tuple)) or not all(
-                    isinstance(c, Component) for c in components):
-                raise PluginError(f"{where}: czsl_components() must return a list of "
-                                  f"czsl.Component, got {components!r}")
+                components = declared(impl.function, where)
+            except PluginError as exc:
+                self._problem(impl.plugin_name, self.package_of(impl.plugin_name), str(exc))
+                continue
             for comp in components:
-                if comp.kind not in KINDS:
-                    raise PluginError(f"{where}: component {comp.name!r} has kind "
-                                      f"{comp.kind!r}; kinds are {list(KINDS)}")
                 key = (comp.kind, comp.name)
-                if key in seen:
-                    raise PluginError(f"{where} and plugin {seen[key]!r} both provide the "
-                                      f"{comp.kind} {comp.name!r}; uninstall one of them")
-                seen[key] = impl.plugin_name
                 name, version = self._package.get(impl.plugin_name, ("?", "?"))
-                listed.append(Listed(comp, impl.plugin_name, name, version))
-        return sorted(listed, key=lambda item: (KINDS.index(item.component.kind),
-                                                item.component.name))
+                item = Listed(comp, impl.plugin_name, name, version)
+                other = listed.get(key)
+                if other is None:
+                    listed[key] = item
+                    continue
+                kept, problems = component_clash(other, item)
+                self.problems += problems
+                if kept is None:
+                    del listed[key]
+                else:
+                    listed[key] = kept
+        return sorted(listed.values(), key=lambda item: (KINDS.index(item.component.kind),
+                                                         item.component.name))
 
     def names(self, kind: str) -> list[str]:
         """Names of the components of ``kind`` that are installed."""
@@ -130,12 +164,21 @@ class Plugins:
         for item in self.listed:
             if item.component.kind == kind and item.component.name == name:
                 return item
+        for problem in self.problems:
+            if problem.concerns(kind, name):
+                raise PluginError(f"{kind} {name!r} cannot be used: {problem.message}")
         names = self.names(kind)
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
+        from czsl.plugin_check import check  # only when a name is unknown
+
+        found = [*(p.message for p in self.problems), *check(self)]
+        found.sort(key=lambda line: repr(name) not in line)  # the likeliest cause first
+        more = (f" 'czsl plugins' also reports: {found[0]}"
+                + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")) if found else ""
         raise PluginError(f"unknown {kind} {name!r}. Installed {kind}s: "
                           f"{', '.join(names) or '(none)'}.{hint} "
-                          "Run 'czsl plugins' to list every plugin.")
+                          f"Run 'czsl plugins' to list every plugin.{more}")
 
     def hook_args(self, kind: str, name: str) -> tuple[str, ...]:
         """The arguments the ``czsl_make_<kind>`` hook of ``name``'s plugin takes."""

@@ -29,9 +29,9 @@ from typing import Any, Callable, Sequence
 import tomli_w
 import torch
 
-from czsl.blame import plugin_failure, what_is_kept
+from czsl.blame import plugin_failure, unpicklable_error, what_is_kept
 from czsl.board import LossLogger, RunLogger
-from czsl.build import BuiltRun, build_run
+from czsl.build import BuiltRun, build_run, checkpoint_refs
 from czsl.checkpoint import (
     Checkpoint,
     Unpicklable,
@@ -185,8 +185,7 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
     # first: it must see the loss before regularizers add to it; not checkpointed
     learner.plugins.insert(0, LossLogger(logger))
     # live objects a plugin's state may point to: checkpointed as references
-    refs = {"learner": learner, "model": built.model, "optimizer": learner.optimizer,
-            "stream": built.view}
+    refs = checkpoint_refs(learner, built.model, built.view)
 
     history: list[torch.Tensor] = []
     elapsed = 0.0  # training time of earlier sessions
@@ -279,18 +278,7 @@ def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, logits: to
     try:
         blobs = dump_learner_state(learner.state_dict(), refs)
     except Unpicklable as exc:
-        path = exc.path  # ("plugins", index, attribute, ...) or ("model", ...), ...
-        plugin = learner.extra_plugins[path[1]] if path[0] == "plugins" else None
-        owner = None if plugin is None else built.owners.get(id(plugin))
-        if owner is None:  # czsl's own state: a bug
-            raise RuntimeError(f"cannot checkpoint the learner's {path}") from exc.cause
-        kind, name, item = owner
-        what = f"its attribute {path[2]!r}" if len(path) > 2 else "its state"
-        raise PluginError(
-            f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}) "
-            f"cannot be checkpointed after task {step}: {what} cannot be pickled "
-            f"({type(exc.cause).__name__}: {exc.cause}). czsl saves every plugin's "
-            f"__getstate__() after each task (see czsl.hookspecs); {type(plugin).__name__} "
-            "needs __getstate__/__setstate__ that leave it out. "
-            + what_is_kept(run_dir, step)) from exc.cause
+        raise unpicklable_error(exc, learner.extra_plugins, built.owners, refs,
+                                when=f"after task {step}",
+                                kept=what_is_kept(run_dir, step)) from exc.cause
     save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields), logits)

@@ -16,8 +16,10 @@ NAME = "none"
 def czsl_components():
     """A "none" regularizer and a "none" replay."""
     return [
-        Component("regularizer", NAME, "no regularizer: sequential fine-tuning (lower bound)"),
-        Component("replay", NAME, "no replay: each task trains on its own data only"),
+        Component("regularizer", NAME, "no regularizer: sequential fine-tuning (lower bound)",
+                  options={}),
+        Component("replay", NAME, "no replay: each task trains on its own data only",
+                  options={}),
     ]
 
 

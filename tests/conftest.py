@@ -32,9 +32,10 @@ def no_generator():
 
 
 def write_plugin_package(root: Path, dist: str, module: str, entry_points: dict[str, str],
-                         source: str, version: str = "0.1") -> Path:
+                         source: str, version: str = "0.1", group: str = "czsl") -> Path:
     """Write an installed-looking distribution into ``root``: a module plus its
-    ``NAME-VERSION.dist-info`` with ``METADATA`` and ``entry_points.txt``.
+    ``NAME-VERSION.dist-info`` with ``METADATA`` and ``entry_points.txt`` (its entry
+    points in ``group``: another name than ``czsl`` is a typo czsl should report).
 
     Putting ``root`` on ``sys.path`` (or ``PYTHONPATH``) makes ``importlib.metadata``
     find its entry points exactly as for a pip-installed package.
@@ -45,7 +46,7 @@ def write_plugin_package(root: Path, dist: str, module: str, entry_points: dict[
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
     lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[czsl]\n{lines}\n")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{lines}\n")
     return root
 
 

@@ -55,17 +55,27 @@ def test_unknown_name_lists_names_and_suggests_closest():
 def test_plugin_that_fails_to_import_names_itself(plugin_dir):
     write_plugin_package(plugin_dir, "czsl-broken", "czsl_test_broken",
                          {"broken": "czsl_test_broken"}, "raise RuntimeError('boom')\n")
-    with pytest.raises(PluginError, match=r"'broken' from package czsl-broken 0.1 failed to "
+    plugins = Plugins()  # the others still load
+    assert plugins.find("model", "attribute_embedder").package == "czsl"
+    [problem] = plugins.problems
+    assert problem.package == "czsl-broken 0.1"
+    with pytest.raises(PluginError, match=r"regularizer 'broken' cannot be used: plugin "
+                                          r"'broken' from package czsl-broken 0.1 failed to "
                                           r"import.*boom"):
-        Plugins()
+        plugins.find("regularizer", "broken")
 
 
-def test_misspelled_hook_fails_loudly(plugin_dir):
+def test_misspelled_hook_fails_loudly_where_its_components_are_asked_for(plugin_dir):
     source = GOOD + "\n    @hookimpl\n    def czsl_make_regulariser(name):\n        return None\n"
     write_plugin_package(plugin_dir, "czsl-typo", "czsl_test_typo", {"typo": "czsl_test_typo"},
                          source)
-    with pytest.raises(PluginError, match="czsl_make_regulariser"):
-        Plugins()
+    plugins = Plugins()
+    assert ("regularizer", "toy_reg") not in {(i.component.kind, i.component.name)
+                                               for i in plugins.listed}
+    with pytest.raises(PluginError, match="regularizer 'toy_reg' cannot be used: plugin "
+                                          "'typo' \\(czsl-typo 0.1\\) implements a hook czsl "
+                                          "does not have.*czsl_make_regulariser"):
+        plugins.find("regularizer", "toy_reg")
 
 
 def test_factory_errors_name_the_plugin_and_package(plugin_dir):
@@ -90,12 +100,16 @@ def test_attribute_embedder_refuses_layers_without_width(dims):
                        n_features=8, attributes=[[1.0, 0.0]])
 
 
-def test_duplicate_component_names_are_refused(plugin_dir):
+def test_a_component_named_like_a_built_in_is_ignored_with_what_to_rename(plugin_dir):
     source = GOOD.replace('"toy_reg"', '"none"')
     write_plugin_package(plugin_dir, "czsl-dup", "czsl_test_dup", {"dup": "czsl_test_dup"},
                          source)
-    with pytest.raises(PluginError, match="both provide the regularizer 'none'"):
-        Plugins()
+    plugins = Plugins()
+    assert plugins.find("regularizer", "none").package == "czsl"
+    [problem] = plugins.problems
+    assert problem.message.startswith(
+        "plugin 'dup' (czsl-dup 0.1) declares the regularizer 'none', a built-in name, so "
+        "czsl ignores its regularizer; rename it in that plugin's czsl_components()")
 
 
 def test_cli_lists_third_party_plugin_without_importing_torch(plugin_dir):
