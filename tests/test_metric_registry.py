@@ -26,7 +26,7 @@ from czsl.results import format_results
 from czsl.run import run_scenario
 
 REPO = Path(__file__).resolve().parents[1]
-# 12 classes in 3 tasks of 4 (as tests/test_monitoring.py), 1 epoch
+# 12 classes in 3 tasks of 4 (as tests/test_board.py), 1 epoch
 TINY = ["train.epochs=1", "train.batch_size=1000", "data.synthesis.n_classes=12",
         "data.synthesis.n_unseen=2", "data.synthesis.samples_per_class=20",
         "data.synthesis.n_features=16", "data.synthesis.n_attributes=8"]
