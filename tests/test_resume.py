@@ -1,4 +1,4 @@
-"""Resuming a run (czsl.checkpoint, czsl run --resume), determinism, and one clear error for every bad input.
+"""Resuming a run (czsl run --resume), determinism, and one clear error per bad input.
 
 Covered elsewhere (not repeated here): the readers' messages for every kind of corrupt
 ``.mat`` / ``.npz`` (tests/test_data.py, with hypothesis fuzzing of both readers), the
