@@ -14,8 +14,9 @@ axis of every per-step chart. Accuracies are in percent, forgetting is a fractio
 Scalars, per step:
 
 * ``step/SA``, ``step/UA``, ``step/H``, ``step/JA``, ``step/AUSUC``: seen / unseen accuracy,
-  their harmonic mean, joint accuracy and the area under the seen-unseen curve. ``UA``
-  and ``H`` have no point at a step without unseen classes (the last step of a run).
+  their harmonic mean, joint accuracy and the area under the seen-unseen curve. ``UA``,
+  ``H`` and ``AUSUC`` have no point at a step without unseen classes (usually the last
+  step of a run; AUSUC would be SA by convention there, which only squashes the chart).
 * ``step/forgetting``: forgetting so far (Chaudhry et al., 2018), from step 1 on.
 * ``task_acc/task_KK``: the accuracy ``a[t, KK]`` on task ``KK``'s test samples, one
   series per task. Before task ``KK`` is trained this is its zero-shot accuracy; the
@@ -47,7 +48,8 @@ Images, per step (the "Images" tab; drag the step slider):
   still unseen (right): a column fading downwards is forgetting.
 * ``figures/seen_unseen_curve``: the step's seen-unseen accuracy curve (Chao et al.,
   2016): every seen/unseen trade-off a calibration bias on the unseen classes can reach;
-  its shaded area is ``AUSUC``, the dot the uncalibrated ``(UA, SA)``.
+  its shaded area is ``AUSUC``, the dot the uncalibrated ``(UA, SA)``. Not drawn at a
+  step without unseen classes (there is no trade-off to show).
 
 HParams (the "HParams" tab), written once a run has finished: one row per run folder,
 with the scenario's settings (:func:`scenario_hparams`) as columns against the final
@@ -248,8 +250,10 @@ class RunLogger:
             raise ValueError(f"run metrics cover {run.acc_matrix.shape[0]} step(s); "
                              f"cannot log step {step}")
         values = {key: float(run.steps[key][step]) for key in STEP_KEYS}
+        # UA is undefined exactly when the step has no unseen classes
+        unseen = _finite(values["UA"])
         for key, value in values.items():
-            if _finite(value):
+            if _finite(value) and (unseen or key not in registry.NEED_UNSEEN):
                 self.writer.add_scalar(f"step/{key}", value, step)
         acc = run.acc_matrix[:step + 1].detach().to("cpu", torch.float64)  # [step+1, T]
         n_tasks = acc.shape[1]
@@ -261,7 +265,7 @@ class RunLogger:
         self.writer.add_image("figures/acc_matrix",
                               figure_pixels(acc_matrix_figure(acc.numpy(), step)), step,
                               dataformats="HWC")
-        if curve is not None:
+        if curve is not None and unseen:
             unseen_acc, seen_acc = (c.detach().to("cpu", torch.float64).numpy() for c in curve)
             figure = seen_unseen_figure(unseen_acc, seen_acc, step, sa=values["SA"],
                                         ua=values["UA"], ausuc=values["AUSUC"])

@@ -111,6 +111,11 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+#: Per-step metrics that mean nothing at a step without unseen classes (UA, H undefined;
+#: AUSUC equal to SA by convention): TensorBoard logs no point for them there.
+NEED_UNSEEN: frozenset[str] = frozenset({"UA", "H", "AUSUC"})
+
+
 def of_scope(scope: str, *, headline: bool | None = None) -> tuple[Metric, ...]:
     """The metrics of ``scope``, in :data:`METRICS` order.
 
@@ -137,5 +142,6 @@ def by_unit_then_name(metrics: tuple[Metric, ...]) -> tuple[Metric, ...]:
     return tuple(sorted(metrics, key=lambda m: (m.unit != PERCENT, m.name)))
 
 
-__all__ = ["FRACTION", "GZSL", "METRICS", "Metric", "PERCENT", "STEP", "SUMMARY",
+__all__ = ["FRACTION", "GZSL", "METRICS", "Metric", "NEED_UNSEEN", "PERCENT", "STEP",
+           "SUMMARY",
            "by_unit_then_name", "names", "of_scope"]

@@ -137,8 +137,10 @@ def test_seen_unseen_curve_matches_brute_force_and_its_area_is_ausuc(per_class):
 def test_per_step_scalars_equal_results_json(runs):
     res, acc = runs["plain"].results, _events(runs["plain"].run_dir)
     steps = res["metrics"]["steps"]
+    with_unseen = {t for t, ua in enumerate(steps["UA"]) if ua is not None}
     for key in ("SA", "UA", "H", "JA", "AUSUC", "forgetting"):
-        expected = _defined(steps[key])
+        expected = {t: v for t, v in _defined(steps[key]).items()
+                    if key not in ("UA", "H", "AUSUC") or t in with_unseen}
         got = _series(acc, f"step/{key}")
         assert sorted(got) == sorted(expected), key
         assert [got[t] for t in sorted(got)] == pytest.approx(
@@ -224,12 +226,13 @@ def _decode(event) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
 
 
-def test_heatmap_and_seen_unseen_figure_every_step(runs):
+def test_heatmap_every_step_and_seen_unseen_figure_every_step_with_unseen_classes(runs):
     acc = _events(runs["plain"].run_dir)
     assert set(acc.Tags()["images"]) == {"figures/acc_matrix", "figures/seen_unseen_curve"}
-    for tag in ("figures/acc_matrix", "figures/seen_unseen_curve"):
+    for tag, steps in (("figures/acc_matrix", [0, 1, 2]),
+                       ("figures/seen_unseen_curve", [0, 1])):
         events = acc.Images(tag)
-        assert [e.step for e in events] == [0, 1, 2], tag
+        assert [e.step for e in events] == steps, tag
         images = [_decode(e) for e in events]
         for image, event in zip(images, events):
             assert image.shape == (event.height, event.width, 3)
@@ -494,3 +497,58 @@ def test_nan_metrics_never_reach_tensorboard(runs):
     acc = _events(runs["plain"].run_dir)
     for tag in acc.Tags()["scalars"]:
         assert all(math.isfinite(e.value) for e in acc.Scalars(tag)), tag
+
+
+# --- steps without unseen classes, the terminal table, the report's settings -------------
+
+def test_no_unseen_metric_or_curve_at_a_step_without_unseen_classes(runs):
+    res, acc = runs["plain"].results, _events(runs["plain"].run_dir)
+    no_unseen = {t for t, ua in enumerate(res["metrics"]["steps"]["UA"]) if ua is None}
+    assert no_unseen == {2}
+    for key in ("UA", "H", "AUSUC"):
+        assert set(_series(acc, f"step/{key}")) == {0, 1}, key
+    assert set(_series(acc, "step/SA")) == {0, 1, 2}
+    assert [e.step for e in acc.Images("figures/seen_unseen_curve")] == [0, 1]
+    assert [e.step for e in acc.Images("figures/acc_matrix")] == [0, 1, 2]
+
+
+def test_progress_bar_shows_a_dash_not_nan(runs, capsys):
+    from czsl.observers import ProgressBar
+
+    class End:  # what ProgressBar reads of a TaskEnd
+        step = 2
+        metrics = metrics.run_metrics(
+            torch.randn(3, 30, 12), torch.arange(30) % 12, torch.arange(12) // 4,
+            per_class=True)
+
+    bar = ProgressBar("t", 3, 2, enabled=True)
+    bar.after_task(End())
+    text = str(bar.bar)
+    bar.close()
+    assert "UA=-" in text and "H=-" in text and "nan" not in text.lower()
+
+
+def test_final_table_has_a_forgetting_column(runs):
+    from czsl.results import format_results
+
+    result = runs["plain"]
+    lines = format_results(result).splitlines()
+    assert lines[1].split() == ["step", "SA", "UA", "H", "JA", "forgetting"]
+    forgetting = result.results["metrics"]["steps"]["forgetting"]
+    for t in range(3):
+        cell = lines[2 + t].split()[-1]
+        assert cell == ("-" if forgetting[t] is None else f"{forgetting[t]:.3f}")
+    assert "nan" not in "\n".join(lines).lower()
+
+
+def test_report_prints_the_settings_that_differ(runs, tmp_path):
+    if runs["ewc"] is None:
+        pytest.skip("the ewc_online plugin is not installed")
+    scenario = load_scenario(None, TINY + ["name='nonorm'", "model.class_norm=false"])
+    nonorm = run_scenario(scenario, runs_dir=tmp_path, progress=False, echo=lambda _: None)
+    table = format_table(load_runs([runs["plain"].run_dir, runs["ewc"].run_dir,
+                                    nonorm.run_dir]))
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
+    assert rows["model.class_norm"] == ["True", "True", "False"]  # default filled in
+    assert rows["regularizer.ewc_lambda"] == ["-", "10.0", "-"]
+    assert "train.lr" not in rows  # the same in every run
