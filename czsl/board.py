@@ -52,15 +52,15 @@ Images, per step (the "Images" tab; drag the step slider):
   step without unseen classes (there is no trade-off to show).
 
 HParams (the "HParams" tab), written once a run has finished: one row per run folder,
-with the scenario's settings (:func:`scenario_hparams`) as columns against the final
-``summary/mAUC``, ``summary/mH``, ``summary/mJA``, ``summary/mSA``, ``summary/mUA``,
-``summary/forgetting_final`` and ``summary/forgetting_mean`` (:data:`HPARAM_METRICS`).
+with the scenario's settings as columns, those that differ between the runs of the
+folder first, each component option its own column with its default filled in, against
+the final ``summary/mH``, ``summary/forgetting_final``, ``summary/forgetting_mean``,
+``summary/mAUC``, ``summary/mJA``, ``summary/mSA`` and ``summary/mUA``
+(:mod:`czsl.hparams`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -72,17 +72,13 @@ from torch.utils.tensorboard import SummaryWriter
 
 from czsl import metric_registry as registry
 from czsl import metrics as czsl_metrics
-from czsl.config import PluginConfig, Scenario
 from czsl.figures import acc_matrix_figure, figure_pixels, seen_unseen_figure
+from czsl.hparams import (HPARAM_METRICS, neighbours, plugin_defaults, scenario_hparams,
+                          summaries)
 
 #: Per-step scalar tags ``step/<key>``: the per-step metrics of the registry (keys of
 #: :attr:`czsl.metrics.RunMetrics.steps`).
 STEP_KEYS = registry.names(registry.of_scope(registry.STEP))
-
-#: Keys of ``results["summary"]`` shown as HParams metrics, as tags ``summary/<key>``:
-#: every summary metric of the registry.
-HPARAM_METRICS = registry.names(registry.by_unit_then_name(
-    registry.of_scope(registry.SUMMARY)))
 
 #: The per-step headline percentages, drawn together in one chart.
 _HEADLINE_PERCENT = [m.name for m in registry.of_scope(registry.STEP, headline=True)
@@ -98,111 +94,10 @@ LAYOUT = {"czsl": {
     "training losses": ["Multiline", [r"train/(loss|regularizer|total)$"]],
 }}
 
-#: How a plugin table with no options reads in the HParams table.
-NO_OPTIONS = "defaults"
-
-
 def task_tag(prefix: str, task: int, n_tasks: int) -> str:
     """``prefix/task_KK``, zero-padded to the width of the largest task index."""
     width = max(2, len(str(max(n_tasks - 1, 0))))
     return f"{prefix}/task_{task:0{width}d}"
-
-
-def _hparam_value(value: Any) -> bool | float | str:
-    """A scenario value as an HParams value: bool, number, or text for anything else."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(value.items())) or NO_OPTIONS
-    return json.dumps(value)
-
-
-def scenario_hparams(document: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    """The hyperparameters of a run, flattened for TensorBoard's HParams tab.
-
-    Every key of the resolved scenario becomes one hparam with a dotted name
-    (``protocol.name``, ``train.lr``, ``seed``, ...), except the run's ``name`` (the
-    run folder already names the row). A plugin table gives its plugin's name under the
-    table's name (``regularizer``) and all its options as one text
-    ``regularizer.options`` (``"ewc_lambda=10, gamma=0.99"``, or ``"defaults"``); a
-    free-form table (``data.synthesis``) reads the same, and a list becomes JSON text
-    (``protocol.task_sizes``: ``"[10, 10, 10]"``). From ``results`` come
-    ``data.source`` (``real`` / ``semi-synthetic`` / ``synthetic``), ``n_tasks`` and
-    ``czsl_version``.
-
-    The names are therefore the same for every run of a czsl version, whatever its
-    plugins and options. That matters: TensorBoard takes the HParams columns from the
-    first run's experiment summary it finds, so runs with different option names would
-    lose columns if each run listed its own.
-
-    :param document: the resolved scenario, as written to ``scenario.toml``.
-    :param results: the run's results (``results.json`` content).
-    :return: name -> bool, float or str.
-    """
-    plugin_tables = {f.name for f in dataclasses.fields(Scenario)
-                     if isinstance(getattr(Scenario(), f.name), PluginConfig)}
-    out: dict[str, Any] = {}
-    for key, value in document.items():
-        if key == "name":
-            continue
-        if key in plugin_tables:
-            options = {k: v for k, v in value.items() if k != "name"}
-            out[key] = value["name"]
-            out[f"{key}.options"] = _hparam_value(options)
-        elif isinstance(value, dict):
-            out.update({f"{key}.{k}": _hparam_value(v) for k, v in value.items()})
-        else:
-            out[key] = _hparam_value(value)
-    out["data.source"] = str(results["features"])
-    out["n_tasks"] = float(results["n_tasks"])
-    out["czsl_version"] = str(results["czsl_version"])
-    return out
-
-
-def _hparams_summaries(hparams: dict[str, Any], metric_tags: list[str]) -> list:
-    """The HParams plugin's experiment, session-start and session-end summaries.
-
-    Built with TensorBoard's own protos (``api_pb2``, ``plugin_data_pb2``,
-    ``metadata.create_summary_metadata``); unlike ``SummaryWriter.add_hparams`` this
-    keeps booleans boolean and writes into the run's own event file.
-    """
-    from tensorboard.compat.proto.summary_pb2 import Summary
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-
-    def summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
-        return Summary(value=[Summary.Value(tag=tag, tensor=metadata.NULL_TENSOR,
-                                            metadata=metadata.create_summary_metadata(data))])
-
-    types = {bool: api_pb2.DATA_TYPE_BOOL, float: api_pb2.DATA_TYPE_FLOAT64,
-             str: api_pb2.DATA_TYPE_STRING}
-    now = time.time()
-    experiment = api_pb2.Experiment(
-        description="czsl runs: scenario settings against the final CZSL metrics",
-        time_created_secs=now,
-        hparam_infos=[api_pb2.HParamInfo(name=k, type=types[type(v)])
-                      for k, v in hparams.items()],
-        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag),
-                                         display_name=tag.split("/", 1)[-1])
-                      for tag in metric_tags])
-    start = plugin_data_pb2.SessionStartInfo(start_time_secs=now)
-    for key, value in hparams.items():
-        if isinstance(value, bool):
-            start.hparams[key].bool_value = value
-        elif isinstance(value, float):
-            start.hparams[key].number_value = value
-        else:
-            start.hparams[key].string_value = value
-    end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=now)
-    return [summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(
-                experiment=experiment)),
-            summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(
-                session_start_info=start)),
-            summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(
-                session_end_info=end))]
 
 
 def _finite(value: float) -> bool:
@@ -299,7 +194,9 @@ class RunLogger:
         """
         last = int(results["n_tasks"]) - 1
         tags = [f"summary/{key}" for key in HPARAM_METRICS]
-        for summary in _hparams_summaries(scenario_hparams(document, results), tags):
+        defaults = plugin_defaults()
+        own = scenario_hparams(document, results, defaults)
+        for summary in summaries(own, neighbours(self.run_dir, defaults), tags):
             self.writer.file_writer.add_summary(summary, last)
         for key, tag in zip(HPARAM_METRICS, tags):
             value = results["summary"].get(key)

@@ -129,7 +129,8 @@ def test_tensorboard_tags_are_the_registered_metrics(runs):
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
     assert [m.name.tag for m in experiment.metric_infos] == [
-        f"summary/{m.name}" for m in registry.by_unit_then_name(SUMMARY)]
+        f"summary/{name}" for name in registry.HPARAMS_ORDER]
+    assert sorted(registry.HPARAMS_ORDER) == sorted(_names(SUMMARY))  # each metric once
     # the chart of headline percentages lists exactly those
     headline = [m.name for m in registry.of_scope(registry.STEP, headline=True)
                 if m.unit == registry.PERCENT]

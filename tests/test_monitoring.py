@@ -25,7 +25,8 @@ from czsl import metrics
 from czsl.cli import main
 from czsl.config import load_scenario, scenario_to_dict
 from czsl.errors import CZSLError
-from czsl.board import HPARAM_METRICS, LAYOUT, RunLogger, scenario_hparams
+from czsl.board import HPARAM_METRICS, LAYOUT, RunLogger
+from czsl.hparams import plugin_defaults, scenario_hparams
 from czsl.figures import acc_matrix_figure, figure_pixels
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs, plot_runs
@@ -276,11 +277,13 @@ def test_hparams_entries_hold_the_scenario_and_final_metrics(runs):
         f"summary/{k}" for k in HPARAM_METRICS]
     values = data["session_start_info"].session_start_info.hparams
     document = tomllib.loads((run.run_dir / "scenario.toml").read_text())
-    expected = scenario_hparams(document, run.results)
-    assert {h.name for h in experiment.hparam_infos} == set(values) == set(expected)
+    expected = scenario_hparams(document, run.results, plugin_defaults())
+    assert set(values) == set(expected)
+    assert set(values) <= {h.name for h in experiment.hparam_infos}
     assert values["regularizer"].string_value == "none"
-    assert values["regularizer.options"].string_value == "defaults"
     assert values["model"].string_value == "attribute_embedder"
+    assert values["model.class_norm"].bool_value is True  # a default, filled in
+    assert values["model.scale"].number_value == 5.0
     assert values["train.epochs"].number_value == 3
     assert values["train.lr"].number_value == pytest.approx(0.01)
     assert values["seed"].number_value == 0
@@ -291,7 +294,7 @@ def test_hparams_entries_hold_the_scenario_and_final_metrics(runs):
     assert values["data.dataset"].string_value == "synthetic"
     assert values["data.source"].string_value == "synthetic"
     assert values["n_tasks"].number_value == 3
-    assert "n_classes=12" in values["data.synthesis"].string_value.split(", ")
+    assert json.loads(values["data.synthesis"].string_value)["n_classes"] == 12
     assert "name" not in values
     assert data["session_end_info"].session_end_info.status == api_pb2.STATUS_SUCCESS
     summary = run.results["summary"]
@@ -301,14 +304,24 @@ def test_hparams_entries_hold_the_scenario_and_final_metrics(runs):
         assert series[2] == pytest.approx(summary[key], rel=1e-5)
 
 
-def test_every_run_declares_the_same_hparam_names(runs):
+def test_hparams_mark_what_differs_between_runs_and_list_each_option(runs):
     if runs["ewc"] is None:
         pytest.skip("regularizer ewc_online is not installed")
-    names = [[h.name for h in _hparams(runs[k].run_dir)[0]["experiment"].experiment.hparam_infos]
-             for k in ("plain", "ewc")]
-    assert names[0] == names[1]
+    # the fixture runs "ewc" after "plain": its summary covers both
+    data, _ = _hparams(runs["ewc"].run_dir)
+    infos = data["experiment"].experiment.hparam_infos
+    differs = [h.name for h in infos if h.differs]
+    assert set(differs) == {"regularizer", "regularizer.ewc_lambda", "regularizer.gamma",
+                            "regularizer.normalize"}
+    assert [h.name for h in infos][:len(differs)] == differs  # differing ones first
+    assert "train.lr" in {h.name for h in infos if not h.differs}
     values = _hparams(runs["ewc"].run_dir)[0]["session_start_info"].session_start_info.hparams
     assert values["regularizer"].string_value == "ewc_online"
+    assert values["regularizer.ewc_lambda"].number_value == 10.0  # the factory's default
+    assert values["regularizer.normalize"].bool_value is True
+    assert [m.name.tag for m in data["experiment"].experiment.metric_infos] == [
+        "summary/mH", "summary/forgetting_final", "summary/forgetting_mean",
+        "summary/mAUC", "summary/mJA", "summary/mSA", "summary/mUA"]
 
 
 def test_tensorboard_hparams_backend_lists_one_row_per_run_sortable_by_mh(runs):
