@@ -37,8 +37,11 @@ table with one fake run per task. The series are instead ordinary tags of the ru
 itself, and the run carries a *custom scalars* layout (:data:`LAYOUT`, the "Custom
 Scalars" tab) whose multiline charts gather them by regular expression: "accuracy per
 task" has one line per task (and per run, when several runs are shown), likewise
-"forgetting per task", "SA, UA, H, JA" and "training losses". Layouts of several runs
-merge into one (TensorBoard drops duplicate charts).
+"forgetting per task", "SA, UA, H, JA", "training losses" and "forgetting so far" (one
+line per run). TensorBoard colours lines by run, so with several runs the per-metric
+chart of 20 tasks is unreadable: the category "accuracy of each task, a line per run"
+(:func:`layout`) has one chart per task instead, holding that task's ``a[t, k]`` in every
+run shown. Layouts of several runs merge into one (TensorBoard drops duplicate charts).
 
 Images, per step (the "Images" tab; drag the step slider):
 
@@ -46,6 +49,10 @@ Images, per step (the "Images" tab; drag the step slider):
   ``k``, y: step ``t``, colour: accuracy in percent with a colour bar; blank: steps not
   yet run). The staircase line separates the tasks seen at each step (left) from those
   still unseen (right): a column fading downwards is forgetting.
+* ``figures/forgetting_matrix``: ``max_{i<t} a[i, k] - a[t, k]`` for every task ``k``
+  trained before step ``t``, in points, on a diverging colour map centred on zero (red:
+  forgotten, blue: better than ever), the number in each cell up to 20 tasks. Its row
+  mean over ``k < t``, divided by 100, is ``step/forgetting``.
 * ``figures/seen_unseen_curve``: the step's seen-unseen accuracy curve (Chao et al.,
   2016): every seen/unseen trade-off a calibration bias on the unseen classes can reach;
   its shaded area is ``AUSUC``, the dot the uncalibrated ``(UA, SA)``. Not drawn at a
@@ -72,7 +79,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 from czsl import metric_registry as registry
 from czsl import metrics as czsl_metrics
-from czsl.figures import acc_matrix_figure, figure_pixels, seen_unseen_figure
+from czsl.figures import (acc_matrix_figure, figure_pixels, forgetting_matrix_figure,
+                          seen_unseen_figure)
 from czsl.hparams import (HPARAM_METRICS, neighbours, plugin_defaults, scenario_hparams,
                           summaries)
 
@@ -92,7 +100,21 @@ LAYOUT = {"czsl": {
     f"{', '.join(_HEADLINE_PERCENT)} (%)": ["Multiline",
                                             [rf"step/({'|'.join(_HEADLINE_PERCENT)})$"]],
     "training losses": ["Multiline", [r"train/(loss|regularizer|total)$"]],
+    "forgetting so far (fraction, a line per run)": ["Multiline", [r"step/forgetting$"]],
 }}
+
+#: The category of :func:`layout` with one chart per task.
+PER_TASK = "accuracy of each task, a line per run"
+
+
+def layout(n_tasks: int) -> dict[str, dict[str, list]]:
+    """:data:`LAYOUT` plus one chart per task (:data:`PER_TASK`): ``a[t, KK]`` of every
+    run shown, so TensorBoard's colour per run tells the runs apart and a chart answers
+    "is task KK being forgotten, and by which run least?" (a chart of every task's line
+    holds 20 lines of one colour per run)."""
+    per_task = {f"task {k}: a[t, {k}] (%)": ["Multiline", [rf"{task_tag('task_acc', k, n_tasks)}$"]]
+                for k in range(n_tasks)}
+    return {**LAYOUT, PER_TASK: per_task}
 
 def task_tag(prefix: str, task: int, n_tasks: int) -> str:
     """``prefix/task_KK``, zero-padded to the width of the largest task index."""
@@ -117,7 +139,7 @@ class RunLogger:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.writer = SummaryWriter(log_dir=str(run_dir))
-        self.writer.add_custom_scalars(LAYOUT)
+        self._layout_for: int | None = None  # the layout is written at the first step
 
     def purge_from(self, iteration: int) -> None:
         """Hide what an interrupted session logged from training iteration ``iteration``
@@ -128,7 +150,7 @@ class RunLogger:
         """
         self.writer.close()
         self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=int(iteration))
-        self.writer.add_custom_scalars(LAYOUT)
+        self._layout_for = None
 
     def log_step(self, step: int, run: czsl_metrics.RunMetrics,
                  curve: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -152,6 +174,9 @@ class RunLogger:
                 self.writer.add_scalar(f"step/{key}", value, step)
         acc = run.acc_matrix[:step + 1].detach().to("cpu", torch.float64)  # [step+1, T]
         n_tasks = acc.shape[1]
+        if self._layout_for != n_tasks:  # the per-task charts need the number of tasks
+            self.writer.add_custom_scalars(layout(n_tasks))
+            self._layout_for = n_tasks
         _, task_drop = czsl_metrics.forgetting_measure(acc)                # [T]
         for prefix, row in (("task_acc", acc[step]), ("task_forgetting", task_drop)):
             for k, value in enumerate(row.tolist()):
@@ -160,6 +185,9 @@ class RunLogger:
         self.writer.add_image("figures/acc_matrix",
                               figure_pixels(acc_matrix_figure(acc.numpy(), step)), step,
                               dataformats="HWC")
+        self.writer.add_image("figures/forgetting_matrix",
+                              figure_pixels(forgetting_matrix_figure(acc.numpy(), step)),
+                              step, dataformats="HWC")
         if curve is not None and unseen:
             unseen_acc, seen_acc = (c.detach().to("cpu", torch.float64).numpy() for c in curve)
             figure = seen_unseen_figure(unseen_acc, seen_acc, step, sa=values["SA"],

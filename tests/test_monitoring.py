@@ -186,7 +186,7 @@ def test_custom_scalar_layout_gathers_each_metric_into_one_chart(runs):
         acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag)
               for category in layout.category for chart in category.chart}
-    assert set(charts) == set(LAYOUT["czsl"])
+    assert set(charts) == set(LAYOUT["czsl"]) | {f"task {k}: a[t, {k}] (%)" for k in range(3)}
 
     def matched(title):
         return sorted(t for t in tags if any(re.match(rx, t) for rx in charts[title]))
@@ -195,6 +195,9 @@ def test_custom_scalar_layout_gathers_each_metric_into_one_chart(runs):
                                                         for k in range(3)]
     assert matched("SA, UA, H, JA (%)") == ["step/H", "step/JA", "step/SA", "step/UA"]
     assert matched("training losses") == ["train/loss", "train/regularizer", "train/total"]
+    assert matched("forgetting so far (fraction, a line per run)") == ["step/forgetting"]
+    for k in range(3):  # one chart per task, holding that task of every run
+        assert matched(f"task {k}: a[t, {k}] (%)") == [f"task_acc/task_{k:02d}"]
     # no sub-run folder per line, as add_scalars would make
     assert not [p for p in runs["plain"].run_dir.iterdir() if p.is_dir()]
 
@@ -229,8 +232,9 @@ def _decode(event) -> np.ndarray:
 
 def test_heatmap_every_step_and_seen_unseen_figure_every_step_with_unseen_classes(runs):
     acc = _events(runs["plain"].run_dir)
-    assert set(acc.Tags()["images"]) == {"figures/acc_matrix", "figures/seen_unseen_curve"}
-    for tag, steps in (("figures/acc_matrix", [0, 1, 2]),
+    assert set(acc.Tags()["images"]) == {"figures/acc_matrix", "figures/seen_unseen_curve",
+                                         "figures/forgetting_matrix"}
+    for tag, steps in (("figures/acc_matrix", [0, 1, 2]), ("figures/forgetting_matrix", [0, 1, 2]),
                        ("figures/seen_unseen_curve", [0, 1])):
         events = acc.Images(tag)
         assert [e.step for e in events] == steps, tag
@@ -565,3 +569,25 @@ def test_report_prints_the_settings_that_differ(runs, tmp_path):
     assert rows["model.class_norm"] == ["True", "True", "False"]  # default filled in
     assert rows["regularizer.ewc_lambda"] == ["-", "10.0", "-"]
     assert "train.lr" not in rows  # the same in every run
+
+
+def test_forgetting_matrix_is_the_drop_below_the_best_earlier_accuracy(runs):
+    from czsl.figures import forgetting_matrix, forgetting_matrix_figure
+
+    acc = np.array([[10.0, 5.0, 1.0], [60.0, 8.0, 2.0], [40.0, 70.0, 3.0]])
+    drop = forgetting_matrix(acc)
+    assert np.isnan(drop[0]).all() and np.isnan(drop[1, 1:]).all() and np.isnan(drop[2, 2])
+    assert drop[1, 0] == -50.0  # better than ever
+    assert drop[2, 0] == 20.0 and drop[2, 1] == -62.0
+    # its row mean is step/forgetting as TensorBoard shows it
+    res = runs["plain"].results
+    matrix = np.array(res["metrics"]["acc_matrix"], dtype=float)
+    logged = _series(_events(runs["plain"].run_dir), "step/forgetting")
+    for t in (1, 2):
+        assert np.nanmean(forgetting_matrix(matrix)[t]) / 100 == pytest.approx(
+            logged[t], rel=1e-5, abs=1e-7)
+    # the colour map is centred on zero: a task that kept its accuracy is drawn white
+    fig = forgetting_matrix_figure(np.array([[50.0, 0.0], [50.0, 0.0]]), 1)
+    heatmap = fig.axes[0].images[0]
+    assert heatmap.cmap(heatmap.norm(0.0))[:3] == pytest.approx((0.97, 0.97, 0.97), abs=0.03)
+    assert heatmap.norm.vmin == -heatmap.norm.vmax
