@@ -28,7 +28,10 @@ Scalars, per step:
 Scalars, per training iteration (x: Avalanche's ``strategy.clock.train_iterations``,
 counted across tasks): ``train/loss`` (the cross-entropy), ``train/regularizer`` (what
 the regularizer and replay plugins added to it, e.g. EWC's penalty; 0 without one) and
-``train/total`` (the loss that was back-propagated). See :class:`LossLogger`.
+``train/total`` (the loss that was back-propagated). See :class:`LossLogger`. With a
+generator (generative replay), ``generator/<name>`` per generator step: what the
+generator logged (``cvae/kl``, ``fclswgan/critic``, ...) and each add-on loss under its
+name (:mod:`czsl.generators`); the chart "generator losses" in Custom Scalars holds them.
 
 Per-task series as one chart per metric: TensorBoard's ``add_scalars`` would give a chart
 with a line per task, but it writes every line as a separate run folder
@@ -101,6 +104,7 @@ LAYOUT = {"czsl": {
                                             [rf"step/({'|'.join(_HEADLINE_PERCENT)})$"]],
     "training losses": ["Multiline", [r"train/(loss|regularizer|total)$"]],
     "forgetting so far (fraction, a line per run)": ["Multiline", [r"step/forgetting$"]],
+    "generator losses": ["Multiline", [r"generator/"]],
 }}
 
 #: The category of :func:`layout` with one chart per task.
@@ -206,6 +210,17 @@ class RunLogger:
         self.writer.add_scalar("train/loss", loss, iteration)
         self.writer.add_scalar("train/regularizer", total - loss, iteration)
         self.writer.add_scalar("train/total", total, iteration)
+
+    def log_generator(self, name: str, value: float, index: int) -> None:
+        """A scalar a generator logged (:meth:`czsl.generators.GeneratorLosses.log`), as
+        ``generator/<name>`` at x = ``index`` (how many times it was logged before).
+
+        :param name: the generator's name for it (``critic``, an add-on loss's name).
+        :param value: the value.
+        :param index: its x.
+        """
+        if _finite(value):
+            self.writer.add_scalar(f"generator/{name}", value, index)
 
     def write_hparams(self, document: dict[str, Any], results: dict[str, Any]) -> None:
         """The run's row in the HParams tab: settings against final metrics.

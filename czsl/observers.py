@@ -115,9 +115,11 @@ def diverged(model: torch.nn.Module, step: int, scenario: Any) -> str:
 
 
 class StepLogger(Observer):
-    """Logs each step's metrics and figures to TensorBoard through a run logger.
+    """Logs each step's metrics and figures to TensorBoard through a run logger, and
+    what the run's generators logged during the task.
 
-    :param logger: the run's TensorBoard logger (``log_step(step, run, curve)``).
+    :param logger: the run's TensorBoard logger (``log_step(step, run, curve)``,
+        ``log_generator(name, value, index)``).
     """
 
     name = "tensorboard"
@@ -127,6 +129,10 @@ class StepLogger(Observer):
 
     def after_task(self, end: TaskEnd) -> None:
         self.logger.log_step(end.step, end.metrics, end.curve)
+        # what the generators logged while this task trained (czsl.generators)
+        for generator in getattr(end.built, "generators", ()):
+            for name, index, value in generator.losses.drain():
+                self.logger.log_generator(name, value, index)
 
 
 class ProgressBar(Observer):

@@ -113,6 +113,10 @@ def load_runs(paths: Iterable[Path]) -> list[Run]:
         names = [str(p) for p in paths]
     folders = [p.parent if p.is_file() else p for p in paths]
     settings = _settings([f / "scenario.toml" for f in folders])
+    # a run without generative replay has a [generator] table it never used
+    settings = [one if res.get("generator") else
+                {k: v for k, v in one.items() if k.split(".")[0] != "generator"}
+                for one, res in zip(settings, results)]
     return [Run(name, path, res, one)
             for name, path, res, one in zip(names, paths, results, settings)]
 

@@ -591,3 +591,34 @@ def test_forgetting_matrix_is_the_drop_below_the_best_earlier_accuracy(runs):
     heatmap = fig.axes[0].images[0]
     assert heatmap.cmap(heatmap.norm(0.0))[:3] == pytest.approx((0.97, 0.97, 0.97), abs=0.03)
     assert heatmap.norm.vmin == -heatmap.norm.vmax
+
+
+# --- generator losses -------------------------------------------------------------------
+
+@pytest.mark.parametrize("generator, own", [
+    ("cvae", {"cvae/reconstruction", "cvae/kl", "cvae/margin"}),
+    ("fclswgan", {"fclswgan/critic", "fclswgan/generator", "fclswgan/classification"})])
+def test_generator_losses_are_logged_under_their_names(tmp_path, generator, own):
+    for kind, name in (("replay", "generative_replay"), ("generator", generator),
+                       ("generator_loss", "random_walk")):
+        if not _installed(kind, name):
+            pytest.skip(f"{kind} {name} is not installed")
+    fast = (["generator.epochs=1"] if generator == "cvae" else
+            ["generator.max_iterations=4", "generator.cls_epochs=1", "generator.hidden=32",
+             "generator.critic_steps=2"])
+    scenario = load_scenario(None, TINY + ["replay=generative_replay", f"generator={generator!r}",
+                                           "generator.losses=[{name='random_walk'}]",
+                                           "replay.replay_per_class=5"] + fast)
+    result = run_scenario(scenario, runs_dir=tmp_path, progress=False, echo=lambda _: None)
+    acc = _events(result.run_dir)
+    tags = {t for t in acc.Tags()["scalars"] if t.startswith("generator/")}
+    assert tags == {f"generator/{n}" for n in own | {"random_walk"}}
+    for tag in tags:  # one point per generator step, numbered from 0
+        steps = sorted(_series(acc, tag))
+        assert steps == list(range(len(steps))) and steps, tag
+    assert len(_series(acc, "generator/random_walk")) == len(
+        _series(acc, f"generator/{sorted(own)[0]}"))
+    assert result.results["generator"] == generator
+    assert result.results["generator_losses"] == ["random_walk"]
+    saved = json.loads((result.run_dir / "results.json").read_text())
+    assert saved["generator_losses"] == ["random_walk"]
