@@ -116,7 +116,8 @@ def layout(n_tasks: int) -> dict[str, dict[str, list]]:
     run shown, so TensorBoard's colour per run tells the runs apart and a chart answers
     "is task KK being forgotten, and by which run least?" (a chart of every task's line
     holds 20 lines of one colour per run)."""
-    per_task = {f"task {k}: a[t, {k}] (%)": ["Multiline", [rf"{task_tag('task_acc', k, n_tasks)}$"]]
+    per_task = {f"task {k}: a[t, {k}] (%)":
+                ["Multiline", [rf"{task_tag('task_acc', k, n_tasks)}$"]]
                 for k in range(n_tasks)}
     return {**LAYOUT, PER_TASK: per_task}
 

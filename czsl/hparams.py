@@ -5,7 +5,8 @@ any run) and sorts the hyperparameters that summary marks as differing first; it
 not compare runs itself once a summary exists. So each run's summary covers every run
 folder next to it (``runs/*`` with a ``scenario.toml`` and ``results.json``) as well as
 its own: the columns are the union of their settings, ``differs`` is set where their
-values are not all the same, and the metrics come in :data:`czsl.metric_registry.HPARAMS_ORDER`.
+values are not all the same, and the metrics come in
+:data:`czsl.metric_registry.HPARAMS_ORDER`.
 Each component option is its own column (``model.class_norm``, ``regularizer.ewc_lambda``)
 with its default filled in from the component's factory (:mod:`czsl.settings`), so an
 option can be sorted and filtered on. A run started after this one was written is
@@ -124,7 +125,8 @@ def summaries(hparams: dict[str, Any], others: list[dict[str, Any]],
     for name in names:
         kinds = {type(run[name]) for run in runs if name in run}
         infos.append(api_pb2.HParamInfo(
-            name=name, type=types[kinds.pop()] if len(kinds) == 1 else api_pb2.DATA_TYPE_STRING,
+            name=name,
+            type=types[kinds.pop()] if len(kinds) == 1 else api_pb2.DATA_TYPE_STRING,
             differs=name in differs))
     now = time.time()
     experiment = api_pb2.Experiment(

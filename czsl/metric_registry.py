@@ -148,6 +148,5 @@ def by_unit_then_name(metrics: tuple[Metric, ...]) -> tuple[Metric, ...]:
     return tuple(sorted(metrics, key=lambda m: (m.unit != PERCENT, m.name)))
 
 
-__all__ = ["FRACTION", "GZSL", "HPARAMS_ORDER", "METRICS", "Metric", "NEED_UNSEEN", "PERCENT", "STEP",
-           "SUMMARY",
-           "by_unit_then_name", "names", "of_scope"]
+__all__ = ["FRACTION", "GZSL", "HPARAMS_ORDER", "METRICS", "Metric", "NEED_UNSEEN", "PERCENT",
+           "STEP", "SUMMARY", "by_unit_then_name", "names", "of_scope"]

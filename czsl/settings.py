@@ -63,9 +63,13 @@ def differing(settings: list[dict[str, Any]]) -> list[str]:
     :param settings: one :func:`flatten` result per run.
     """
     names = list(dict.fromkeys(name for one in settings for name in one))
-    missing = object()
-    return [name for name in names
-            if len({json.dumps(one.get(name, missing), default=id) for one in settings}) > 1]
+    def key(one: dict[str, Any], name: str) -> str:
+        value = one.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # TOML's 10 is the factory's 10.0
+        return json.dumps([name in one, value])  # missing: a value no setting has
+
+    return [name for name in names if len({key(one, name) for one in settings}) > 1]
 
 
 def _keyword_defaults(function: Any) -> dict[str, Any]:
