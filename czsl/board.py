@@ -14,8 +14,9 @@ axis of every per-step chart. Accuracies are in percent, forgetting is a fractio
 Scalars, per step:
 
 * ``step/SA``, ``step/UA``, ``step/H``, ``step/JA``, ``step/AUSUC``: seen / unseen accuracy,
-  their harmonic mean, joint accuracy and the area under the seen-unseen curve. ``UA``
-  and ``H`` have no point at a step without unseen classes (the last step of a run).
+  their harmonic mean, joint accuracy and the area under the seen-unseen curve. ``UA``,
+  ``H`` and ``AUSUC`` have no point at a step without unseen classes (usually the last
+  step of a run; AUSUC would be SA by convention there, which only squashes the chart).
 * ``step/forgetting``: forgetting so far (Chaudhry et al., 2018), from step 1 on.
 * ``task_acc/task_KK``: the accuracy ``a[t, KK]`` on task ``KK``'s test samples, one
   series per task. Before task ``KK`` is trained this is its zero-shot accuracy; the
@@ -27,7 +28,10 @@ Scalars, per step:
 Scalars, per training iteration (x: Avalanche's ``strategy.clock.train_iterations``,
 counted across tasks): ``train/loss`` (the cross-entropy), ``train/regularizer`` (what
 the regularizer and replay plugins added to it, e.g. EWC's penalty; 0 without one) and
-``train/total`` (the loss that was back-propagated). See :class:`LossLogger`.
+``train/total`` (the loss that was back-propagated). See :class:`LossLogger`. With a
+generator (generative replay), ``generator/<name>`` per generator step: what the
+generator logged (``cvae/kl``, ``fclswgan/critic``, ...) and each add-on loss under its
+name (:mod:`czsl.generators`); the chart "generator losses" in Custom Scalars holds them.
 
 Per-task series as one chart per metric: TensorBoard's ``add_scalars`` would give a chart
 with a line per task, but it writes every line as a separate run folder
@@ -36,8 +40,11 @@ table with one fake run per task. The series are instead ordinary tags of the ru
 itself, and the run carries a *custom scalars* layout (:data:`LAYOUT`, the "Custom
 Scalars" tab) whose multiline charts gather them by regular expression: "accuracy per
 task" has one line per task (and per run, when several runs are shown), likewise
-"forgetting per task", "SA, UA, H, JA" and "training losses". Layouts of several runs
-merge into one (TensorBoard drops duplicate charts).
+"forgetting per task", "SA, UA, H, JA", "training losses" and "forgetting so far" (one
+line per run). TensorBoard colours lines by run, so with several runs the per-metric
+chart of 20 tasks is unreadable: the category "accuracy of each task, a line per run"
+(:func:`layout`) has one chart per task instead, holding that task's ``a[t, k]`` in every
+run shown. Layouts of several runs merge into one (TensorBoard drops duplicate charts).
 
 Images, per step (the "Images" tab; drag the step slider):
 
@@ -45,20 +52,25 @@ Images, per step (the "Images" tab; drag the step slider):
   ``k``, y: step ``t``, colour: accuracy in percent with a colour bar; blank: steps not
   yet run). The staircase line separates the tasks seen at each step (left) from those
   still unseen (right): a column fading downwards is forgetting.
+* ``figures/forgetting_matrix``: ``max_{i<t} a[i, k] - a[t, k]`` for every task ``k``
+  trained before step ``t``, in points, on a diverging colour map centred on zero (red:
+  forgotten, blue: better than ever), the number in each cell up to 20 tasks. Its row
+  mean over ``k < t``, divided by 100, is ``step/forgetting``.
 * ``figures/seen_unseen_curve``: the step's seen-unseen accuracy curve (Chao et al.,
   2016): every seen/unseen trade-off a calibration bias on the unseen classes can reach;
-  its shaded area is ``AUSUC``, the dot the uncalibrated ``(UA, SA)``.
+  its shaded area is ``AUSUC``, the dot the uncalibrated ``(UA, SA)``. Not drawn at a
+  step without unseen classes (there is no trade-off to show).
 
 HParams (the "HParams" tab), written once a run has finished: one row per run folder,
-with the scenario's settings (:func:`scenario_hparams`) as columns against the final
-``summary/mAUC``, ``summary/mH``, ``summary/mJA``, ``summary/mSA``, ``summary/mUA``,
-``summary/forgetting_final`` and ``summary/forgetting_mean`` (:data:`HPARAM_METRICS`).
+with the scenario's settings as columns, those that differ between the runs of the
+folder first, each component option its own column with its default filled in, against
+the final ``summary/mH``, ``summary/forgetting_final``, ``summary/forgetting_mean``,
+``summary/mAUC``, ``summary/mJA``, ``summary/mSA`` and ``summary/mUA``
+(:mod:`czsl.hparams`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import time
 from pathlib import Path
@@ -70,17 +82,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from czsl import metric_registry as registry
 from czsl import metrics as czsl_metrics
-from czsl.config import PluginConfig, Scenario
-from czsl.figures import acc_matrix_figure, figure_pixels, seen_unseen_figure
+from czsl.figures import (acc_matrix_figure, figure_pixels, forgetting_matrix_figure,
+                          seen_unseen_figure)
+from czsl.hparams import (HPARAM_METRICS, neighbours, plugin_defaults, scenario_hparams,
+                          summaries)
 
 #: Per-step scalar tags ``step/<key>``: the per-step metrics of the registry (keys of
 #: :attr:`czsl.metrics.RunMetrics.steps`).
 STEP_KEYS = registry.names(registry.of_scope(registry.STEP))
-
-#: Keys of ``results["summary"]`` shown as HParams metrics, as tags ``summary/<key>``:
-#: every summary metric of the registry.
-HPARAM_METRICS = registry.names(registry.by_unit_then_name(
-    registry.of_scope(registry.SUMMARY)))
 
 #: The per-step headline percentages, drawn together in one chart.
 _HEADLINE_PERCENT = [m.name for m in registry.of_scope(registry.STEP, headline=True)
@@ -94,113 +103,28 @@ LAYOUT = {"czsl": {
     f"{', '.join(_HEADLINE_PERCENT)} (%)": ["Multiline",
                                             [rf"step/({'|'.join(_HEADLINE_PERCENT)})$"]],
     "training losses": ["Multiline", [r"train/(loss|regularizer|total)$"]],
+    "forgetting so far (fraction, a line per run)": ["Multiline", [r"step/forgetting$"]],
+    "generator losses": ["Multiline", [r"generator/"]],
 }}
 
-#: How a plugin table with no options reads in the HParams table.
-NO_OPTIONS = "defaults"
+#: The category of :func:`layout` with one chart per task.
+PER_TASK = "accuracy of each task, a line per run"
 
+
+def layout(n_tasks: int) -> dict[str, dict[str, list]]:
+    """:data:`LAYOUT` plus one chart per task (:data:`PER_TASK`): ``a[t, KK]`` of every
+    run shown, so TensorBoard's colour per run tells the runs apart and a chart answers
+    "is task KK being forgotten, and by which run least?" (a chart of every task's line
+    holds 20 lines of one colour per run)."""
+    per_task = {f"task {k}: a[t, {k}] (%)":
+                ["Multiline", [rf"{task_tag('task_acc', k, n_tasks)}$"]]
+                for k in range(n_tasks)}
+    return {**LAYOUT, PER_TASK: per_task}
 
 def task_tag(prefix: str, task: int, n_tasks: int) -> str:
     """``prefix/task_KK``, zero-padded to the width of the largest task index."""
     width = max(2, len(str(max(n_tasks - 1, 0))))
     return f"{prefix}/task_{task:0{width}d}"
-
-
-def _hparam_value(value: Any) -> bool | float | str:
-    """A scenario value as an HParams value: bool, number, or text for anything else."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(value.items())) or NO_OPTIONS
-    return json.dumps(value)
-
-
-def scenario_hparams(document: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    """The hyperparameters of a run, flattened for TensorBoard's HParams tab.
-
-    Every key of the resolved scenario becomes one hparam with a dotted name
-    (``protocol.name``, ``train.lr``, ``seed``, ...), except the run's ``name`` (the
-    run folder already names the row). A plugin table gives its plugin's name under the
-    table's name (``regularizer``) and all its options as one text
-    ``regularizer.options`` (``"ewc_lambda=10, gamma=0.99"``, or ``"defaults"``); a
-    free-form table (``data.synthesis``) reads the same, and a list becomes JSON text
-    (``protocol.task_sizes``: ``"[10, 10, 10]"``). From ``results`` come
-    ``data.source`` (``real`` / ``semi-synthetic`` / ``synthetic``), ``n_tasks`` and
-    ``czsl_version``.
-
-    The names are therefore the same for every run of a czsl version, whatever its
-    plugins and options. That matters: TensorBoard takes the HParams columns from the
-    first run's experiment summary it finds, so runs with different option names would
-    lose columns if each run listed its own.
-
-    :param document: the resolved scenario, as written to ``scenario.toml``.
-    :param results: the run's results (``results.json`` content).
-    :return: name -> bool, float or str.
-    """
-    plugin_tables = {f.name for f in dataclasses.fields(Scenario)
-                     if isinstance(getattr(Scenario(), f.name), PluginConfig)}
-    out: dict[str, Any] = {}
-    for key, value in document.items():
-        if key == "name":
-            continue
-        if key in plugin_tables:
-            options = {k: v for k, v in value.items() if k != "name"}
-            out[key] = value["name"]
-            out[f"{key}.options"] = _hparam_value(options)
-        elif isinstance(value, dict):
-            out.update({f"{key}.{k}": _hparam_value(v) for k, v in value.items()})
-        else:
-            out[key] = _hparam_value(value)
-    out["data.source"] = str(results["features"])
-    out["n_tasks"] = float(results["n_tasks"])
-    out["czsl_version"] = str(results["czsl_version"])
-    return out
-
-
-def _hparams_summaries(hparams: dict[str, Any], metric_tags: list[str]) -> list:
-    """The HParams plugin's experiment, session-start and session-end summaries.
-
-    Built with TensorBoard's own protos (``api_pb2``, ``plugin_data_pb2``,
-    ``metadata.create_summary_metadata``); unlike ``SummaryWriter.add_hparams`` this
-    keeps booleans boolean and writes into the run's own event file.
-    """
-    from tensorboard.compat.proto.summary_pb2 import Summary
-    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
-
-    def summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
-        return Summary(value=[Summary.Value(tag=tag, tensor=metadata.NULL_TENSOR,
-                                            metadata=metadata.create_summary_metadata(data))])
-
-    types = {bool: api_pb2.DATA_TYPE_BOOL, float: api_pb2.DATA_TYPE_FLOAT64,
-             str: api_pb2.DATA_TYPE_STRING}
-    now = time.time()
-    experiment = api_pb2.Experiment(
-        description="czsl runs: scenario settings against the final CZSL metrics",
-        time_created_secs=now,
-        hparam_infos=[api_pb2.HParamInfo(name=k, type=types[type(v)])
-                      for k, v in hparams.items()],
-        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=tag),
-                                         display_name=tag.split("/", 1)[-1])
-                      for tag in metric_tags])
-    start = plugin_data_pb2.SessionStartInfo(start_time_secs=now)
-    for key, value in hparams.items():
-        if isinstance(value, bool):
-            start.hparams[key].bool_value = value
-        elif isinstance(value, float):
-            start.hparams[key].number_value = value
-        else:
-            start.hparams[key].string_value = value
-    end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=now)
-    return [summary(metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(
-                experiment=experiment)),
-            summary(metadata.SESSION_START_INFO_TAG, plugin_data_pb2.HParamsPluginData(
-                session_start_info=start)),
-            summary(metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(
-                session_end_info=end))]
 
 
 def _finite(value: float) -> bool:
@@ -220,7 +144,7 @@ class RunLogger:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.writer = SummaryWriter(log_dir=str(run_dir))
-        self.writer.add_custom_scalars(LAYOUT)
+        self._layout_for: int | None = None  # the layout is written at the first step
 
     def purge_from(self, iteration: int) -> None:
         """Hide what an interrupted session logged from training iteration ``iteration``
@@ -231,7 +155,7 @@ class RunLogger:
         """
         self.writer.close()
         self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=int(iteration))
-        self.writer.add_custom_scalars(LAYOUT)
+        self._layout_for = None
 
     def log_step(self, step: int, run: czsl_metrics.RunMetrics,
                  curve: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -248,11 +172,16 @@ class RunLogger:
             raise ValueError(f"run metrics cover {run.acc_matrix.shape[0]} step(s); "
                              f"cannot log step {step}")
         values = {key: float(run.steps[key][step]) for key in STEP_KEYS}
+        # UA is undefined exactly when the step has no unseen classes
+        unseen = _finite(values["UA"])
         for key, value in values.items():
-            if _finite(value):
+            if _finite(value) and (unseen or key not in registry.NEED_UNSEEN):
                 self.writer.add_scalar(f"step/{key}", value, step)
         acc = run.acc_matrix[:step + 1].detach().to("cpu", torch.float64)  # [step+1, T]
         n_tasks = acc.shape[1]
+        if self._layout_for != n_tasks:  # the per-task charts need the number of tasks
+            self.writer.add_custom_scalars(layout(n_tasks))
+            self._layout_for = n_tasks
         _, task_drop = czsl_metrics.forgetting_measure(acc)                # [T]
         for prefix, row in (("task_acc", acc[step]), ("task_forgetting", task_drop)):
             for k, value in enumerate(row.tolist()):
@@ -261,7 +190,10 @@ class RunLogger:
         self.writer.add_image("figures/acc_matrix",
                               figure_pixels(acc_matrix_figure(acc.numpy(), step)), step,
                               dataformats="HWC")
-        if curve is not None:
+        self.writer.add_image("figures/forgetting_matrix",
+                              figure_pixels(forgetting_matrix_figure(acc.numpy(), step)),
+                              step, dataformats="HWC")
+        if curve is not None and unseen:
             unseen_acc, seen_acc = (c.detach().to("cpu", torch.float64).numpy() for c in curve)
             figure = seen_unseen_figure(unseen_acc, seen_acc, step, sa=values["SA"],
                                         ua=values["UA"], ausuc=values["AUSUC"])
@@ -280,6 +212,17 @@ class RunLogger:
         self.writer.add_scalar("train/regularizer", total - loss, iteration)
         self.writer.add_scalar("train/total", total, iteration)
 
+    def log_generator(self, name: str, value: float, index: int) -> None:
+        """A scalar a generator logged (:meth:`czsl.generators.GeneratorLosses.log`), as
+        ``generator/<name>`` at x = ``index`` (how many times it was logged before).
+
+        :param name: the generator's name for it (``critic``, an add-on loss's name).
+        :param value: the value.
+        :param index: its x.
+        """
+        if _finite(value):
+            self.writer.add_scalar(f"generator/{name}", value, index)
+
     def write_hparams(self, document: dict[str, Any], results: dict[str, Any]) -> None:
         """The run's row in the HParams tab: settings against final metrics.
 
@@ -295,7 +238,9 @@ class RunLogger:
         """
         last = int(results["n_tasks"]) - 1
         tags = [f"summary/{key}" for key in HPARAM_METRICS]
-        for summary in _hparams_summaries(scenario_hparams(document, results), tags):
+        defaults = plugin_defaults()
+        own = scenario_hparams(document, results, defaults)
+        for summary in summaries(own, neighbours(self.run_dir, defaults), tags):
             self.writer.file_writer.add_summary(summary, last)
         for key, tag in zip(HPARAM_METRICS, tags):
             value = results["summary"].get(key)

@@ -57,6 +57,8 @@ class BuiltRun:
     :param generator: the ``[generator]`` name if the replay built one, else ``None``.
     :param timings: seconds spent reading the data (``"data"``) and building the rest
         (``"setup"``).
+    :param generators: the generators the replay has built so far (a live list: a replay
+        may build them while training), whose logged losses TensorBoard shows.
     """
 
     scenario: Scenario
@@ -71,6 +73,7 @@ class BuiltRun:
     owners: dict[int, tuple[str, str, Listed]]
     generator: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    generators: list[CheckedGenerator] = field(default_factory=list)
 
     def fingerprint(self) -> str:
         """A hash of the data and the task split, to check a resumed run reads the same."""
@@ -196,7 +199,8 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
                     owners=owners,
                     generator=scenario.generator.name if built_generators else None,
                     timings={"data": loaded - started,
-                             "setup": time.perf_counter() - loaded})
+                             "setup": time.perf_counter() - loaded},
+                    generators=built_generators)
 
 
 # ------------------------------------------------------------ hook contracts
@@ -266,7 +270,7 @@ def _make_generator(plugins: Plugins, scenario: Scenario, n_features: int,
                           "'losses' argument); remove 'losses' from the scenario's "
                           "[generator] table or pick a generator that supports them")
     return CheckedGenerator(plugins.make("generator", cfg.name, options, losses=losses,
-                                         **sizes), where, n_features)
+                                         **sizes), where, n_features, losses=losses)
 
 
 def make_generator_losses(plugins: Plugins, specs: Any,

@@ -2,6 +2,8 @@
 
 * :func:`acc_matrix_figure`: the accuracy matrix ``a[t, k]`` so far as a heatmap (the
   ``figures/acc_matrix`` image of :mod:`czsl.board`);
+* :func:`forgetting_matrix_figure`: how far each earlier task has dropped below its best
+  earlier accuracy, on a diverging colour map (``figures/forgetting_matrix``);
 * :func:`seen_unseen_figure`: one step's seen-unseen accuracy curve (Chao et al., 2016),
   its area shaded (``figures/seen_unseen_curve``);
 * :func:`figure_pixels`: a figure as an RGB array, for ``SummaryWriter.add_image``;
@@ -74,6 +76,68 @@ def acc_matrix_figure(acc_matrix: np.ndarray, step: int):
     ax.set_ylabel("step t (after training task t)")
     ax.set_title(f"accuracy a[t, k] after step {step}")
     ax.legend(loc="lower left", fontsize=8)
+    return fig
+
+
+def forgetting_matrix(acc_matrix: np.ndarray) -> np.ndarray:
+    """How far each task has dropped below its best earlier accuracy, per step.
+
+    :param acc_matrix: ``[S, T]`` accuracy (percent), NaN where undefined.
+    :return: ``[S, T]`` percentage points ``max_{i<t} a[i, k] - a[t, k]`` for ``k < t``
+        (positive: forgotten; negative: better than ever), NaN elsewhere; its row mean
+        over ``k < t``, divided by 100, is ``step/forgetting``.
+    """
+    n_steps, n_tasks = acc_matrix.shape
+    best = np.fmax.accumulate(acc_matrix, axis=0)              # best up to and with t
+    drop = np.full((n_steps, n_tasks), np.nan)
+    drop[1:] = best[:-1] - acc_matrix[1:]                      # best strictly before t
+    steps, tasks = np.indices((n_steps, n_tasks))
+    drop[tasks >= steps] = np.nan                              # only tasks trained before t
+    return drop
+
+
+def forgetting_matrix_figure(acc_matrix: np.ndarray, step: int):
+    """The drop of each earlier task below its best earlier accuracy, as a heatmap on a
+    diverging colour map centred on zero (red: forgotten, blue: improved, white: kept),
+    with the number in each cell up to 20 tasks.
+
+    :param acc_matrix: ``[S, T]`` accuracy (percent) after steps ``0..S-1``.
+    :param step: the step the figure is for (its title).
+    :return: a ``matplotlib.figure.Figure`` (not registered with pyplot).
+    """
+    import matplotlib
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.figure import Figure
+
+    drop = forgetting_matrix(acc_matrix)
+    n_steps, n_tasks = drop.shape
+    grid = np.full((max(n_steps, n_tasks), n_tasks), np.nan)
+    grid[:n_steps] = drop
+    # symmetric range so that zero is white; at least 5 points so noise stays pale
+    reach = max(5.0, float(np.nanmax(np.abs(drop))) if np.isfinite(drop).any() else 5.0)
+    fig = Figure(figsize=(6.4, 5.4), dpi=100)
+    fig.subplots_adjust(left=0.11, right=0.9, bottom=0.1, top=0.94)
+    ax = fig.add_subplot()
+    cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="#eeeeee")
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap,
+                      norm=TwoSlopeNorm(0.0, -reach, reach), interpolation="nearest",
+                      aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03).set_label(
+        "drop below best earlier accuracy (points)")
+    if n_tasks <= 20:
+        size = 8 if n_tasks <= 10 else 5
+        for (t, k), value in np.ndenumerate(drop):
+            if not math.isnan(value):
+                ax.text(k, t, f"{value:.0f}", ha="center", va="center", fontsize=size,
+                        color="white" if abs(value) > 0.6 * reach else "black")
+    every = 1 if n_tasks <= 10 else 5
+    ax.set_xticks(np.arange(0, n_tasks, every))
+    ax.set_yticks(np.arange(0, grid.shape[0], every))
+    ax.set_xlim(-0.5, n_tasks - 0.5)
+    ax.set_ylim(grid.shape[0] - 0.5, -0.5)
+    ax.set_xlabel("task k")
+    ax.set_ylabel("step t (after training task t)")
+    ax.set_title(f"forgetting: best earlier a[i<t, k] - a[t, k], step {step}")
     return fig
 
 

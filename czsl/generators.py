@@ -12,6 +12,14 @@ a checkpoint and a resume.
 ``[generator]`` table); a generator shows them a :class:`GeneratorBatch` at each of
 its steps. Neither knows the other's class: any generator that fills a batch works
 with any loss that reads one.
+
+Logging a generator's own losses: the ``losses`` object a generator is handed also has
+``log(name, value)``. A generator calls it with a named scalar at each of its steps
+(``losses.log("critic", loss_d)``); each add-on loss is logged under its component's
+name. TensorBoard shows them as ``generator/<name>`` (x: how many times that name has
+been logged in the run, across fits), read after each task in one host transfer; a
+generator that logs nothing shows nothing. A third-party generator that takes
+``losses`` gets the same ``log``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ class CheckedGenerator:
     :raises PluginError: if it lacks one of :data:`METHODS`.
     """
 
-    def __init__(self, generator: Any, where: str, n_features: int) -> None:
+    def __init__(self, generator: Any, where: str, n_features: int,
+                 losses: GeneratorLosses | None = None) -> None:
         missing = [m for m in METHODS if not callable(getattr(generator, m, None))]
         if missing:
             raise PluginError(f"{where} returned a {type(generator).__name__} without "
@@ -46,6 +55,8 @@ class CheckedGenerator:
         self.generator = generator
         self.where = where
         self.n_features = n_features
+        #: what the generator logged (:meth:`GeneratorLosses.log`); empty if not handed one
+        self.losses = losses if losses is not None else GeneratorLosses()
 
     def _call(self, method: str, *args: Any) -> Any:
         try:
@@ -129,7 +140,8 @@ class GeneratorLosses:
     loss at the last step is kept in :attr:`last` (name to float), for logging.
 
     :param losses: ``(where, loss)`` pairs: how to name the loss in errors, and the
-        object ``czsl_make_generator_loss`` returned.
+        object ``czsl_make_generator_loss`` returned. A loss is logged under the first
+        quoted name in ``where`` (``generator loss 'anti_collapse' (plugin ...)``).
     """
 
     def __init__(self, losses: list[tuple[str, Any]] = ()) -> None:
@@ -139,7 +151,41 @@ class GeneratorLosses:
                                   "callable; a generator loss must be an object with "
                                   "__call__(batch) -> scalar tensor (see czsl/hookspecs.py)")
         self.losses = list(losses)
+        self.names = [where.split("'")[1] if where.count("'") >= 2 else where
+                      for where, _ in self.losses]
         self.last: dict[str, float] = {}
+        self._pending: list[tuple[str, torch.Tensor]] = []
+        self._count: dict[str, int] = {}
+
+    def log(self, name: str, value: torch.Tensor | float) -> None:
+        """Record a named scalar of the generator's current step (``critic``, ``kl``).
+
+        The value stays on its device until :meth:`drain` (no host synchronisation per
+        step). Names are free text; a ``/`` groups them in TensorBoard.
+
+        :param name: what the scalar is.
+        :param value: a one-element tensor or a number.
+        """
+        if isinstance(value, torch.Tensor):
+            value = value.detach().reshape(())
+        else:
+            value = torch.tensor(float(value))
+        self._pending.append((str(name), value))
+
+    def drain(self) -> list[tuple[str, int, float]]:
+        """What was logged since the last call, as ``(name, index, value)``, ``index``
+        counting that name's values in the run; the record is emptied."""
+        if not self._pending:
+            return []
+        device = self._pending[0][1].device
+        values = torch.stack([v.to(device) for _, v in self._pending]).tolist()  # one read
+        out = []
+        for (name, _), value in zip(self._pending, values):
+            index = self._count.get(name, 0)
+            self._count[name] = index + 1
+            out.append((name, index, value))
+        self._pending = []
+        return out
 
     def __len__(self) -> int:
         return len(self.losses)
@@ -161,7 +207,7 @@ class GeneratorLosses:
     def __call__(self, batch: GeneratorBatch) -> torch.Tensor:
         """The sum of the losses on ``batch`` (a zero tensor when there are none)."""
         total = batch.fake.new_zeros(())
-        for where, loss in self.losses:
+        for (where, loss), name in zip(self.losses, self.names):
             try:
                 value = loss(batch)
             except PluginError:
@@ -176,5 +222,6 @@ class GeneratorLosses:
             if not torch.isfinite(value).all():
                 raise PluginError(f"{where} returned {self.last[where]} at a generator "
                                   "step; lower its weight or check its inputs")
+            self.log(name, value)
             total = total + value.reshape(())
         return total

@@ -111,6 +111,11 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
+#: Per-step metrics that mean nothing at a step without unseen classes (UA, H undefined;
+#: AUSUC equal to SA by convention): TensorBoard logs no point for them there.
+NEED_UNSEEN: frozenset[str] = frozenset({"UA", "H", "AUSUC"})
+
+
 def of_scope(scope: str, *, headline: bool | None = None) -> tuple[Metric, ...]:
     """The metrics of ``scope``, in :data:`METRICS` order.
 
@@ -131,11 +136,17 @@ def names(metrics: tuple[Metric, ...]) -> tuple[str, ...]:
     return tuple(m.name for m in metrics)
 
 
+#: The summary metrics as the HParams tab's columns: the trade-off first, then forgetting
+#: (what a continual run is about), then the rest alphabetically.
+HPARAMS_ORDER: tuple[str, ...] = ("mH", "forgetting_final", "forgetting_mean", "mAUC",
+                                  "mJA", "mSA", "mUA")
+
+
 def by_unit_then_name(metrics: tuple[Metric, ...]) -> tuple[Metric, ...]:
     """``metrics`` as columns of a table of runs: percentages first, then fractions,
     each alphabetically (the HParams tab and the sweep tables list them so)."""
     return tuple(sorted(metrics, key=lambda m: (m.unit != PERCENT, m.name)))
 
 
-__all__ = ["FRACTION", "GZSL", "METRICS", "Metric", "PERCENT", "STEP", "SUMMARY",
-           "by_unit_then_name", "names", "of_scope"]
+__all__ = ["FRACTION", "GZSL", "HPARAMS_ORDER", "METRICS", "Metric", "NEED_UNSEEN", "PERCENT",
+           "STEP", "SUMMARY", "by_unit_then_name", "names", "of_scope"]

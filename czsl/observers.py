@@ -19,6 +19,7 @@ break a run's time down.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -114,9 +115,11 @@ def diverged(model: torch.nn.Module, step: int, scenario: Any) -> str:
 
 
 class StepLogger(Observer):
-    """Logs each step's metrics and figures to TensorBoard through a run logger.
+    """Logs each step's metrics and figures to TensorBoard through a run logger, and
+    what the run's generators logged during the task.
 
-    :param logger: the run's TensorBoard logger (``log_step(step, run, curve)``).
+    :param logger: the run's TensorBoard logger (``log_step(step, run, curve)``,
+        ``log_generator(name, value, index)``).
     """
 
     name = "tensorboard"
@@ -126,10 +129,15 @@ class StepLogger(Observer):
 
     def after_task(self, end: TaskEnd) -> None:
         self.logger.log_step(end.step, end.metrics, end.curve)
+        # what the generators logged while this task trained (czsl.generators)
+        for generator in getattr(end.built, "generators", ()):
+            for name, index, value in generator.losses.drain():
+                self.logger.log_generator(name, value, index)
 
 
 class ProgressBar(Observer):
-    """A tqdm bar over the tasks on stderr, with the last step's SA, UA and H.
+    """A tqdm bar over the tasks on stderr, with the last step's SA, UA and H (UA and H
+    read ``-`` at a step without unseen classes, where they are undefined).
 
     :param title: the bar's label.
     :param n_tasks: number of tasks.
@@ -147,7 +155,8 @@ class ProgressBar(Observer):
 
     def after_task(self, end: TaskEnd) -> None:
         now = {key: float(end.metrics.steps[key][end.step]) for key in ("SA", "UA", "H")}
-        self.bar.set_postfix(SA=f"{now['SA']:.1f}", UA=f"{now['UA']:.1f}", H=f"{now['H']:.1f}")
+        self.bar.set_postfix({key: "-" if math.isnan(value) else f"{value:.1f}"
+                              for key, value in now.items()})
         self.bar.update(1)
 
     def close(self) -> None:

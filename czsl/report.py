@@ -9,8 +9,11 @@ metrics (:mod:`czsl.metric_registry`).
 * :func:`format_table`: one column per run: dataset (marked *semi-synthetic* where the
   run's features were synthesised from real metadata), protocol, number of tasks,
   accuracy convention (per-class or per-sample), model, regularizer,
-  replay, seed, mSA / mUA / mH / mJA / mAUC (percent), forgetting at the final step and
-  averaged over steps (fraction, lower is better), wall time.
+  replay, seed, then every setting that differs between the runs (from each run's
+  ``scenario.toml``, component options included with their defaults filled in:
+  ``model.class_norm``; :mod:`czsl.settings`), mSA / mUA / mH / mJA / mAUC (percent),
+  forgetting at the final step and averaged over steps (fraction, lower is better),
+  wall time.
 * :func:`plot_runs`: a PNG with two panels, one line per run: forgetting after each
   step (from step 1; a run that forgets nothing stays at 0) and H after each step (the
   harmonic mean of seen and unseen accuracy; undefined at a step without unseen
@@ -20,11 +23,13 @@ metrics (:mod:`czsl.metric_registry`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from czsl import metric_registry as registry
+from czsl import settings as czsl_settings
 from czsl.errors import CZSLError
 
 #: The table's metric rows: every summary metric of the registry.
@@ -44,11 +49,14 @@ class Run:
         when two runs share a name).
     :param path: its folder.
     :param results: the content of its ``results.json``.
+    :param settings: its ``scenario.toml`` flattened (:func:`czsl.settings.flatten`);
+        empty when the folder has none.
     """
 
     label: str
     path: Path
     results: dict[str, Any]
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def read_results(run_dir: Path) -> dict[str, Any]:
@@ -103,7 +111,35 @@ def load_runs(paths: Iterable[Path]) -> list[Run]:
     names = [(p.parent.name if p.is_file() else p.name) or str(p) for p in paths]
     if len(set(names)) < len(names):
         names = [str(p) for p in paths]
-    return [Run(name, path, res) for name, path, res in zip(names, paths, results)]
+    folders = [p.parent if p.is_file() else p for p in paths]
+    settings = _settings([f / "scenario.toml" for f in folders])
+    # a run without generative replay has a [generator] table it never used
+    settings = [one if res.get("generator") else
+                {k: v for k, v in one.items() if k.split(".")[0] != "generator"}
+                for one, res in zip(settings, results)]
+    return [Run(name, path, res, one)
+            for name, path, res, one in zip(names, paths, results, settings)]
+
+
+def _settings(files: list[Path]) -> list[dict[str, Any]]:
+    """Each ``scenario.toml`` flattened, options at their defaults filled in where the
+    plugins can be loaded ({} for a missing or unreadable file: its run still reports)."""
+    documents = []
+    for file in files:
+        try:
+            documents.append(tomllib.loads(file.read_text(encoding="utf-8")))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            documents.append(None)
+    defaults = None
+    if any(documents):
+        try:  # loading the plugins may import torch: only when there is a scenario
+            from czsl.plugins import Plugins
+
+            plugins = Plugins()
+            defaults = lambda kind, name: czsl_settings.option_defaults(kind, name, plugins)
+        except CZSLError:  # a broken plugin: list the options the scenarios set
+            defaults = None
+    return [czsl_settings.flatten(d, defaults) if d else {} for d in documents]
 
 
 def _wall_time(seconds: Any) -> str:
@@ -134,6 +170,14 @@ def format_table(runs: list[Run]) -> str:
         row(key, lambda res, key=key: str(res[key]))
     if any(r.results.get("generator") for r in runs):  # runs with generative replay
         row("generator", lambda res: str(res.get("generator") or "-"))
+    # the settings told apart above are not repeated; seed is in results.json already
+    shown = {"model", "regularizer", "replay", "seed", "generator"}
+    have = [r.settings for r in runs if r.settings]
+    if len(have) > 1:
+        for name in czsl_settings.differing(have):
+            if name not in shown:
+                rows.append((name, ["?" if not r.settings else
+                                    str(r.settings.get(name, "-")) for r in runs]))
     if any(r.results.get("semantic_transductive") for r in runs):
         row("semantic-transductive", lambda res: "YES" if res.get("semantic_transductive")
             else "no")

@@ -76,26 +76,32 @@ def results_document(scenario: Scenario, source: str, stream: CZSLStream,
     return out
 
 
-def _cell(metric: registry.Metric, value: float | None) -> str:
-    """A number of the terminal table, five characters wide (``-`` where undefined)."""
-    return "   -" if value is None else f"{value:5.{metric.digits}f}"
+def _cell(metric: registry.Metric, value: float | None, width: int = 5) -> str:
+    """A number of the terminal table, right-aligned in ``width`` (``-`` where undefined)."""
+    return metric.format(value).rjust(width)
 
 
 def format_results(result: RunResult) -> str:
-    """The table ``czsl run`` prints: the headline per-step metrics, the run's summary,
-    static GZSL figures where the protocol is static, and the warnings a reader needs.
+    """The table ``czsl run`` prints: the headline per-step metrics and forgetting so far,
+    the run's summary, static GZSL figures where the protocol is static, and the warnings
+    a reader needs.
 
     :param result: a finished run (its ``results`` and ``run_dir``).
     """
     res = result.results
     steps = res["metrics"]["steps"]
     conv = res["protocol"]["accuracy"].replace("_", "-")
-    columns = [m for m in registry.of_scope(registry.STEP, headline=True)
+    percent = [m for m in registry.of_scope(registry.STEP, headline=True)
                if m.unit == registry.PERCENT]
+    # forgetting so far sits next to the accuracies: the column a continual run is about
+    columns = percent + [m for m in registry.of_scope(registry.STEP)
+                         if m.unit == registry.FRACTION]
+    widths = [max(5, len(m.column)) for m in columns]
     lines = [f"{res['name']}: {res['dataset']}, protocol {res['protocol']['name']}, "
-             f"{res['n_tasks']} task(s), {conv} accuracy (%)",
-             (" step" + "".join(f"   {m.column:<4}" for m in columns)).rstrip(),
-             *(f" {t:4d} " + "  ".join(_cell(m, steps[m.name][t]) for m in columns)
+             f"{res['n_tasks']} task(s), {conv} accuracy (%), forgetting (fraction)",
+             " step  " + "  ".join(m.column.rjust(w) for m, w in zip(columns, widths)),
+             *(f" {t:4d}  " + "  ".join(_cell(m, steps[m.name][t], w)
+                                        for m, w in zip(columns, widths))
                for t in range(len(steps[columns[0].name])))]
     s = res["summary"]
     summary = registry.of_scope(registry.SUMMARY)
@@ -119,6 +125,8 @@ def format_results(result: RunResult) -> str:
     if res["semi_synthetic"]:
         lines.append("these figures are from SEMI-SYNTHETIC features (real metadata, "
                      "features synthesised from the attributes), not real image features")
-    lines.append(f"results: {result.run_dir / 'results.json'} "
-                 f"(TensorBoard: tensorboard --logdir {result.run_dir.parent})")
+    # TensorBoard names a run by its folder relative to --logdir: "--logdir <run>" would
+    # name it "." (and --logdir_spec "<name>/."), so the parent is what to open
+    lines.append(f"results: {result.run_dir / 'results.json'} (TensorBoard: tensorboard "
+                 f"--logdir {result.run_dir.parent}, run {result.run_dir.name})")
     return "\n".join(lines)

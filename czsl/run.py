@@ -238,6 +238,8 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
             results = results_document(scenario, built.dataset.source, stream,
                                        torch.stack(history), device)
             results["generator"] = built.generator
+            if built.generators:  # added only with generative replay: other runs unchanged
+                results["generator_losses"] = list(built.generators[0].losses.names)
             # a replay that read unseen classes' attributes during training says so
             results["semantic_transductive"] = built.view.semantic_transductive
             results["wall_time_s"] = elapsed + time.perf_counter() - started

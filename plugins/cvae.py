@@ -166,9 +166,12 @@ class CVAE:
                 mu_q, logvar_q = self.encoder(x).chunk(2, dim=1)
                 mu_p, logvar_p = self.prior(classes).chunk(2, dim=1)
                 z = mu_q + torch.randn_like(mu_q) * (0.5 * logvar_q).exp()  # reparameterise
-                loss, *_ = cvae_loss(x, self._decode(z), mu_q, logvar_q, mu_p, logvar_p,
-                                     own[idx], margin=self.margin,
-                                     margin_weight=self.margin_weight)
+                loss, rec, kl, reg = cvae_loss(x, self._decode(z), mu_q, logvar_q, mu_p,
+                                               logvar_p, own[idx], margin=self.margin,
+                                               margin_weight=self.margin_weight)
+                for name, value in (("cvae/reconstruction", rec), ("cvae/kl", kl),
+                                    ("cvae/margin", reg)):
+                    self.losses.log(name, value)
                 if len(self.losses):
                     noise = self._noise(len(idx), x)
                     loss = loss + self.losses(GeneratorBatch(

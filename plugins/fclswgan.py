@@ -192,13 +192,17 @@ class FCLSWGAN:
                 opt_d.zero_grad()
                 loss_d.backward()
                 opt_d.step()
+            self.losses.log("fclswgan/critic", loss_d)  # the last critic step's
             # (2) generator, on the last critic mini-batch's classes
             self.critic.requires_grad_(False)
             noise = self._noise(len(idx), x)
             fake = self.generate(a, noise)
             loss_g = -self.critic(torch.cat([fake, a], 1)).mean()
+            self.losses.log("fclswgan/generator", loss_g)
             if clf is not None:
-                loss_g = loss_g + self.cls_weight * F.cross_entropy(clf(fake), own[idx])
+                cls = F.cross_entropy(clf(fake), own[idx])
+                self.losses.log("fclswgan/classification", cls)
+                loss_g = loss_g + self.cls_weight * cls
             if len(self.losses):
                 loss_g = loss_g + self.losses(GeneratorBatch(
                     real=x, attributes=a, labels=own[idx], class_attributes=classes,

@@ -25,7 +25,8 @@ from czsl import metrics
 from czsl.cli import main
 from czsl.config import load_scenario, scenario_to_dict
 from czsl.errors import CZSLError
-from czsl.board import HPARAM_METRICS, LAYOUT, RunLogger, scenario_hparams
+from czsl.board import HPARAM_METRICS, LAYOUT, RunLogger
+from czsl.hparams import plugin_defaults, scenario_hparams
 from czsl.figures import acc_matrix_figure, figure_pixels
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs, plot_runs
@@ -137,8 +138,10 @@ def test_seen_unseen_curve_matches_brute_force_and_its_area_is_ausuc(per_class):
 def test_per_step_scalars_equal_results_json(runs):
     res, acc = runs["plain"].results, _events(runs["plain"].run_dir)
     steps = res["metrics"]["steps"]
+    with_unseen = {t for t, ua in enumerate(steps["UA"]) if ua is not None}
     for key in ("SA", "UA", "H", "JA", "AUSUC", "forgetting"):
-        expected = _defined(steps[key])
+        expected = {t: v for t, v in _defined(steps[key]).items()
+                    if key not in ("UA", "H", "AUSUC") or t in with_unseen}
         got = _series(acc, f"step/{key}")
         assert sorted(got) == sorted(expected), key
         assert [got[t] for t in sorted(got)] == pytest.approx(
@@ -183,7 +186,7 @@ def test_custom_scalar_layout_gathers_each_metric_into_one_chart(runs):
         acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag)
               for category in layout.category for chart in category.chart}
-    assert set(charts) == set(LAYOUT["czsl"])
+    assert set(charts) == set(LAYOUT["czsl"]) | {f"task {k}: a[t, {k}] (%)" for k in range(3)}
 
     def matched(title):
         return sorted(t for t in tags if any(re.match(rx, t) for rx in charts[title]))
@@ -192,6 +195,9 @@ def test_custom_scalar_layout_gathers_each_metric_into_one_chart(runs):
                                                         for k in range(3)]
     assert matched("SA, UA, H, JA (%)") == ["step/H", "step/JA", "step/SA", "step/UA"]
     assert matched("training losses") == ["train/loss", "train/regularizer", "train/total"]
+    assert matched("forgetting so far (fraction, a line per run)") == ["step/forgetting"]
+    for k in range(3):  # one chart per task, holding that task of every run
+        assert matched(f"task {k}: a[t, {k}] (%)") == [f"task_acc/task_{k:02d}"]
     # no sub-run folder per line, as add_scalars would make
     assert not [p for p in runs["plain"].run_dir.iterdir() if p.is_dir()]
 
@@ -224,12 +230,14 @@ def _decode(event) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(event.encoded_image_string)).convert("RGB"))
 
 
-def test_heatmap_and_seen_unseen_figure_every_step(runs):
+def test_heatmap_every_step_and_seen_unseen_figure_every_step_with_unseen_classes(runs):
     acc = _events(runs["plain"].run_dir)
-    assert set(acc.Tags()["images"]) == {"figures/acc_matrix", "figures/seen_unseen_curve"}
-    for tag in ("figures/acc_matrix", "figures/seen_unseen_curve"):
+    assert set(acc.Tags()["images"]) == {"figures/acc_matrix", "figures/seen_unseen_curve",
+                                         "figures/forgetting_matrix"}
+    for tag, steps in (("figures/acc_matrix", [0, 1, 2]), ("figures/forgetting_matrix", [0, 1, 2]),
+                       ("figures/seen_unseen_curve", [0, 1])):
         events = acc.Images(tag)
-        assert [e.step for e in events] == [0, 1, 2], tag
+        assert [e.step for e in events] == steps, tag
         images = [_decode(e) for e in events]
         for image, event in zip(images, events):
             assert image.shape == (event.height, event.width, 3)
@@ -273,11 +281,13 @@ def test_hparams_entries_hold_the_scenario_and_final_metrics(runs):
         f"summary/{k}" for k in HPARAM_METRICS]
     values = data["session_start_info"].session_start_info.hparams
     document = tomllib.loads((run.run_dir / "scenario.toml").read_text())
-    expected = scenario_hparams(document, run.results)
-    assert {h.name for h in experiment.hparam_infos} == set(values) == set(expected)
+    expected = scenario_hparams(document, run.results, plugin_defaults())
+    assert set(values) == set(expected)
+    assert set(values) <= {h.name for h in experiment.hparam_infos}
     assert values["regularizer"].string_value == "none"
-    assert values["regularizer.options"].string_value == "defaults"
     assert values["model"].string_value == "attribute_embedder"
+    assert values["model.class_norm"].bool_value is True  # a default, filled in
+    assert values["model.scale"].number_value == 5.0
     assert values["train.epochs"].number_value == 3
     assert values["train.lr"].number_value == pytest.approx(0.01)
     assert values["seed"].number_value == 0
@@ -288,7 +298,7 @@ def test_hparams_entries_hold_the_scenario_and_final_metrics(runs):
     assert values["data.dataset"].string_value == "synthetic"
     assert values["data.source"].string_value == "synthetic"
     assert values["n_tasks"].number_value == 3
-    assert "n_classes=12" in values["data.synthesis"].string_value.split(", ")
+    assert json.loads(values["data.synthesis"].string_value)["n_classes"] == 12
     assert "name" not in values
     assert data["session_end_info"].session_end_info.status == api_pb2.STATUS_SUCCESS
     summary = run.results["summary"]
@@ -298,14 +308,24 @@ def test_hparams_entries_hold_the_scenario_and_final_metrics(runs):
         assert series[2] == pytest.approx(summary[key], rel=1e-5)
 
 
-def test_every_run_declares_the_same_hparam_names(runs):
+def test_hparams_mark_what_differs_between_runs_and_list_each_option(runs):
     if runs["ewc"] is None:
         pytest.skip("regularizer ewc_online is not installed")
-    names = [[h.name for h in _hparams(runs[k].run_dir)[0]["experiment"].experiment.hparam_infos]
-             for k in ("plain", "ewc")]
-    assert names[0] == names[1]
+    # the fixture runs "ewc" after "plain": its summary covers both
+    data, _ = _hparams(runs["ewc"].run_dir)
+    infos = data["experiment"].experiment.hparam_infos
+    differs = [h.name for h in infos if h.differs]
+    assert set(differs) == {"regularizer", "regularizer.ewc_lambda", "regularizer.gamma",
+                            "regularizer.normalize"}
+    assert [h.name for h in infos][:len(differs)] == differs  # differing ones first
+    assert "train.lr" in {h.name for h in infos if not h.differs}
     values = _hparams(runs["ewc"].run_dir)[0]["session_start_info"].session_start_info.hparams
     assert values["regularizer"].string_value == "ewc_online"
+    assert values["regularizer.ewc_lambda"].number_value == 10.0  # the factory's default
+    assert values["regularizer.normalize"].bool_value is True
+    assert [m.name.tag for m in data["experiment"].experiment.metric_infos] == [
+        "summary/mH", "summary/forgetting_final", "summary/forgetting_mean",
+        "summary/mAUC", "summary/mJA", "summary/mSA", "summary/mUA"]
 
 
 def test_tensorboard_hparams_backend_lists_one_row_per_run_sortable_by_mh(runs):
@@ -494,3 +514,111 @@ def test_nan_metrics_never_reach_tensorboard(runs):
     acc = _events(runs["plain"].run_dir)
     for tag in acc.Tags()["scalars"]:
         assert all(math.isfinite(e.value) for e in acc.Scalars(tag)), tag
+
+
+# --- steps without unseen classes, the terminal table, the report's settings -------------
+
+def test_no_unseen_metric_or_curve_at_a_step_without_unseen_classes(runs):
+    res, acc = runs["plain"].results, _events(runs["plain"].run_dir)
+    no_unseen = {t for t, ua in enumerate(res["metrics"]["steps"]["UA"]) if ua is None}
+    assert no_unseen == {2}
+    for key in ("UA", "H", "AUSUC"):
+        assert set(_series(acc, f"step/{key}")) == {0, 1}, key
+    assert set(_series(acc, "step/SA")) == {0, 1, 2}
+    assert [e.step for e in acc.Images("figures/seen_unseen_curve")] == [0, 1]
+    assert [e.step for e in acc.Images("figures/acc_matrix")] == [0, 1, 2]
+
+
+def test_progress_bar_shows_a_dash_not_nan(runs, capsys):
+    from czsl.observers import ProgressBar
+
+    class End:  # what ProgressBar reads of a TaskEnd
+        step = 2
+        metrics = metrics.run_metrics(
+            torch.randn(3, 30, 12), torch.arange(30) % 12, torch.arange(12) // 4,
+            per_class=True)
+
+    bar = ProgressBar("t", 3, 2, enabled=True)
+    bar.after_task(End())
+    text = str(bar.bar)
+    bar.close()
+    assert "UA=-" in text and "H=-" in text and "nan" not in text.lower()
+
+
+def test_final_table_has_a_forgetting_column(runs):
+    from czsl.results import format_results
+
+    result = runs["plain"]
+    lines = format_results(result).splitlines()
+    assert lines[1].split() == ["step", "SA", "UA", "H", "JA", "forgetting"]
+    forgetting = result.results["metrics"]["steps"]["forgetting"]
+    for t in range(3):
+        cell = lines[2 + t].split()[-1]
+        assert cell == ("-" if forgetting[t] is None else f"{forgetting[t]:.3f}")
+    assert "nan" not in "\n".join(lines).lower()
+
+
+def test_report_prints_the_settings_that_differ(runs, tmp_path):
+    if runs["ewc"] is None:
+        pytest.skip("the ewc_online plugin is not installed")
+    scenario = load_scenario(None, TINY + ["name='nonorm'", "model.class_norm=false"])
+    nonorm = run_scenario(scenario, runs_dir=tmp_path, progress=False, echo=lambda _: None)
+    table = format_table(load_runs([runs["plain"].run_dir, runs["ewc"].run_dir,
+                                    nonorm.run_dir]))
+    rows = {line.split()[0]: line.split()[1:] for line in table.splitlines()[2:]}
+    assert rows["model.class_norm"] == ["True", "True", "False"]  # default filled in
+    assert rows["regularizer.ewc_lambda"] == ["-", "10.0", "-"]
+    assert "train.lr" not in rows  # the same in every run
+
+
+def test_forgetting_matrix_is_the_drop_below_the_best_earlier_accuracy(runs):
+    from czsl.figures import forgetting_matrix, forgetting_matrix_figure
+
+    acc = np.array([[10.0, 5.0, 1.0], [60.0, 8.0, 2.0], [40.0, 70.0, 3.0]])
+    drop = forgetting_matrix(acc)
+    assert np.isnan(drop[0]).all() and np.isnan(drop[1, 1:]).all() and np.isnan(drop[2, 2])
+    assert drop[1, 0] == -50.0  # better than ever
+    assert drop[2, 0] == 20.0 and drop[2, 1] == -62.0
+    # its row mean is step/forgetting as TensorBoard shows it
+    res = runs["plain"].results
+    matrix = np.array(res["metrics"]["acc_matrix"], dtype=float)
+    logged = _series(_events(runs["plain"].run_dir), "step/forgetting")
+    for t in (1, 2):
+        assert np.nanmean(forgetting_matrix(matrix)[t]) / 100 == pytest.approx(
+            logged[t], rel=1e-5, abs=1e-7)
+    # the colour map is centred on zero: a task that kept its accuracy is drawn white
+    fig = forgetting_matrix_figure(np.array([[50.0, 0.0], [50.0, 0.0]]), 1)
+    heatmap = fig.axes[0].images[0]
+    assert heatmap.cmap(heatmap.norm(0.0))[:3] == pytest.approx((0.97, 0.97, 0.97), abs=0.03)
+    assert heatmap.norm.vmin == -heatmap.norm.vmax
+
+
+# --- generator losses -------------------------------------------------------------------
+
+@pytest.mark.parametrize("generator, own", [
+    ("cvae", {"cvae/reconstruction", "cvae/kl", "cvae/margin"}),
+    ("fclswgan", {"fclswgan/critic", "fclswgan/generator", "fclswgan/classification"})])
+def test_generator_losses_are_logged_under_their_names(tmp_path, generator, own):
+    for kind, name in (("replay", "generative_replay"), ("generator", generator),
+                       ("generator_loss", "random_walk")):
+        if not _installed(kind, name):
+            pytest.skip(f"{kind} {name} is not installed")
+    fast = (["generator.epochs=1"] if generator == "cvae" else
+            ["generator.max_iterations=4", "generator.cls_epochs=1", "generator.hidden=32",
+             "generator.critic_steps=2"])
+    scenario = load_scenario(None, TINY + ["replay=generative_replay", f"generator={generator!r}",
+                                           "generator.losses=[{name='random_walk'}]",
+                                           "replay.replay_per_class=5"] + fast)
+    result = run_scenario(scenario, runs_dir=tmp_path, progress=False, echo=lambda _: None)
+    acc = _events(result.run_dir)
+    tags = {t for t in acc.Tags()["scalars"] if t.startswith("generator/")}
+    assert tags == {f"generator/{n}" for n in own | {"random_walk"}}
+    for tag in tags:  # one point per generator step, numbered from 0
+        steps = sorted(_series(acc, tag))
+        assert steps == list(range(len(steps))) and steps, tag
+    assert len(_series(acc, "generator/random_walk")) == len(
+        _series(acc, f"generator/{sorted(own)[0]}"))
+    assert result.results["generator"] == generator
+    assert result.results["generator_losses"] == ["random_walk"]
+    saved = json.loads((result.run_dir / "results.json").read_text())
+    assert saved["generator_losses"] == ["random_walk"]

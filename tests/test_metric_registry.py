@@ -129,7 +129,8 @@ def test_tensorboard_tags_are_the_registered_metrics(runs):
     experiment = plugin_data_pb2.HParamsPluginData.FromString(
         acc.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
     assert [m.name.tag for m in experiment.metric_infos] == [
-        f"summary/{m.name}" for m in registry.by_unit_then_name(SUMMARY)]
+        f"summary/{name}" for name in registry.HPARAMS_ORDER]
+    assert sorted(registry.HPARAMS_ORDER) == sorted(_names(SUMMARY))  # each metric once
     # the chart of headline percentages lists exactly those
     headline = [m.name for m in registry.of_scope(registry.STEP, headline=True)
                 if m.unit == registry.PERCENT]
@@ -137,11 +138,14 @@ def test_tensorboard_tags_are_the_registered_metrics(runs):
 
 
 def test_report_rows_are_the_registered_metrics(runs):
-    table = format_table(load_runs([runs["czsl"].run_dir, runs["static"].run_dir]))
+    loaded = load_runs([runs["czsl"].run_dir, runs["static"].run_dir])
+    table = format_table(loaded)
     labels = [line[:line.index("  ")] if "  " in line else line
               for line in table.splitlines()[2:]]
     labels = [label.strip() for label in labels if label and not label.startswith("-")]
-    measured = [label for label in labels if label not in DESCRIPTIVE_ROWS]
+    settings = {name for run in loaded for name in run.settings}  # the rows that differ
+    measured = [label for label in labels
+                if label not in DESCRIPTIVE_ROWS and label not in settings]
     expected = [m.label + m.unit_suffix for m in SUMMARY] + [
         m.label + m.unit_suffix for m in registry.of_scope(registry.GZSL, headline=True)]
     assert measured == expected
@@ -152,7 +156,8 @@ def test_terminal_table_shows_the_headline_metrics(runs):
     header = text.splitlines()[1].split()
     assert header == ["step"] + [m.column for m in registry.of_scope(registry.STEP,
                                                                      headline=True)
-                                 if m.unit == registry.PERCENT]
+                                 if m.unit == registry.PERCENT] + [
+        m.column for m in registry.of_scope(registry.STEP) if m.unit == registry.FRACTION]
     res = runs["czsl"].results
     for m in SUMMARY:
         shown = (f"{m.column} {res['summary'][m.name]:5.{m.digits}f}"
