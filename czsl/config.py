@@ -113,11 +113,17 @@ class Scenario:
         On CPU the same scenario and seed give the same ``results.json`` (but its
         ``wall_time_s``).
     :param device: ``"cpu"`` or ``"cuda"``.
+    :param threads: torch's CPU threads (``czsl run --threads``); ``0``: torch's count
+        when the run starts. Part of the run: torch's parallel reductions (sums,
+        BatchNorm's statistics) add in an order that depends on it, so 1 and 2 threads
+        give slightly different numbers. A run records the count it used in
+        ``scenario.toml``, and a resumed run uses that count.
     """
 
     name: str = "synthetic"
     seed: int = 0
     device: str = "cpu"
+    threads: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     protocol: ProtocolConfig = field(default_factory=lambda: ProtocolConfig(
         name="grw", task_sizes=[10, 10, 10, 10, 10]))
@@ -140,7 +146,7 @@ _CHOICES = {
 }
 _POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("train", "eval_batch_size"),
              ("train", "lr")}
-_NON_NEGATIVE = {("train", "momentum"), ("train", "weight_decay")}
+_NON_NEGATIVE = {("train", "momentum"), ("train", "weight_decay"), ("", "threads")}
 #: numpy's legacy seeding (np.random.seed, RandomState) takes 32-bit unsigned seeds only
 _SEEDS = {("", "seed"), ("protocol", "split_seed")}
 

@@ -22,7 +22,7 @@ import shutil
 import time
 import tomllib
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -95,6 +95,7 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     :raises PluginError: naming the plugin, if one raises during training.
     """
     started = time.perf_counter()
+    scenario = replace(scenario, threads=use_threads(scenario.threads))
     built = build_run(scenario, data_dir=data_dir, echo=echo)
     if run_dir is None:
         run_dir = new_run_dir(runs_dir, scenario.name)
@@ -122,9 +123,27 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
         raise
 
 
+def use_threads(threads: int) -> int:
+    """Give torch ``threads`` CPU threads (``0``: leave its count) and return the count.
+
+    :param threads: :attr:`czsl.config.Scenario.threads`.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def runtime_settings(built: BuiltRun) -> dict[str, Any]:
+    """The settings outside the scenario that change a run's numbers, for ``results.json``."""
+    return {"torch": torch.__version__, "device": str(built.device),
+            "threads": torch.get_num_threads(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "default_dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
+
+
 def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = True,
                echo: Callable[[str], None] = print,
-               observers: Sequence[Observer] = ()) -> RunResult:
+               observers: Sequence[Observer] = (), threads: int | None = None) -> RunResult:
     """Continue a stopped run from the checkpoint of its last finished task.
 
     The scenario is the run's own ``scenario.toml``; data, stream, model and plugins are
@@ -138,6 +157,8 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
     :param progress: show a progress bar on stderr.
     :param echo: where to print notes.
     :param observers: more observers of every task, after czsl's own.
+    :param threads: torch threads asked for (``czsl run --resume --threads``); the run
+        uses the count recorded in its ``scenario.toml``, and another count is refused.
     :raises CZSLError: if the folder has finished or has no checkpoint, its
         ``scenario.toml``, data or plugin classes differ from the run's, or another
         process is running it; and for everything :func:`run_scenario` raises.
@@ -153,6 +174,12 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
             raise CZSLError(f"--resume {run_dir}: {scenario_file} was edited after the run "
                             "started; a run resumes with the scenario it started with. Undo "
                             "the edit, or start a new run with the edited scenario")
+        recorded = scenario.threads or torch.get_num_threads()  # 0: recorded before czsl kept it
+        if threads is not None and threads != recorded:
+            raise CZSLError(f"--resume {run_dir}: the run started with --threads {recorded} "
+                            f"(recorded in {scenario_file}) and its numbers depend on it; "
+                            f"drop --threads {threads}, or start a new run")
+        use_threads(recorded)
         if data_dir is None and checkpoint.data_dir is not None:
             data_dir = Path(checkpoint.data_dir)
         built = build_run(scenario, data_dir=data_dir, echo=echo)
@@ -241,6 +268,7 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
             results["generator"] = built.generator
             # a replay that read unseen classes' attributes during training says so
             results["semantic_transductive"] = built.view.semantic_transductive
+            results["runtime"] = runtime_settings(built)
             results["wall_time_s"] = elapsed + time.perf_counter() - started
             results = json_ready(results)
             logger.write_hparams(document, results)
