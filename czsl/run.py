@@ -18,13 +18,14 @@ finished (so it can be resumed) and never a ``results.json``.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import tomllib
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import tomli_w
 import torch
@@ -51,7 +52,8 @@ from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar
                             TaskEnd, timed)
 from czsl.predict import predict
 from czsl.results import resolved_protocol, results_document
-from czsl.runfolder import json_ready, new_run_dir, run_lock, write_results, write_scenario
+from czsl.runfolder import (check_writable, json_ready, new_run_dir, run_lock, storage_error,
+                            write_results, write_scenario)
 
 
 @dataclass
@@ -96,6 +98,8 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     """
     started = time.perf_counter()
     scenario = replace(scenario, threads=use_threads(scenario.threads))
+    # a storage fault is found before the data are read
+    check_writable(Path(runs_dir) if run_dir is None else Path(run_dir).parent)
     built = build_run(scenario, data_dir=data_dir, echo=echo)
     if run_dir is None:
         run_dir = new_run_dir(runs_dir, scenario.name)
@@ -108,7 +112,7 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     document = scenario_to_dict(scenario)
     document["protocol"] = {**document["protocol"], **resolved_protocol(built.stream)}
     try:
-        with run_lock(run_dir):
+        with run_lock(run_dir), _storage_faults(run_dir):
             return _train(built, run_dir, document, started=started, progress=progress,
                           echo=echo, observers=observers)
     except PluginError:
@@ -165,6 +169,8 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        check_writable(run_dir, f"then continue with: czsl run --resume {run_dir}")
     with run_lock(run_dir) if run_dir.is_dir() else nullcontext():
         checkpoint = load_checkpoint(run_dir)
         scenario_file = run_dir / "scenario.toml"
@@ -195,8 +201,25 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
                             "the run started with, or start a new run")
         echo(f"note: resuming {run_dir} after task {checkpoint.step} "
              f"(tasks 0-{checkpoint.n_tasks - 1})")
-        return _train(built, run_dir, checkpoint.scenario, started=started,
-                      progress=progress, echo=echo, observers=observers, resume=checkpoint)
+        with _storage_faults(run_dir):
+            return _train(built, run_dir, checkpoint.scenario, started=started,
+                          progress=progress, echo=echo, observers=observers,
+                          resume=checkpoint)
+
+
+@contextlib.contextmanager
+def _storage_faults(run_dir: Path) -> Iterator[None]:
+    """Turn a storage fault met while the run writes into one line; the tasks saved
+    before it stay resumable."""
+    try:
+        yield
+    except OSError as exc:
+        then = (f"then continue with: czsl run --resume {run_dir}" if has_checkpoint(run_dir)
+                else "then start the run again")
+        error = storage_error(run_dir, exc, then)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started: float,

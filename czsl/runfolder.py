@@ -22,6 +22,7 @@ it without pulling in torch, numpy or TensorBoard.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from czsl.errors import CZSLError
+from czsl.errors import CZSLError, StorageError
 
 try:  # POSIX; elsewhere runs are not locked
     import fcntl
@@ -41,6 +42,55 @@ except ImportError:  # pragma: no cover - Windows
 SCENARIO_FILE = "scenario.toml"
 #: A finished run's figures, in a run folder.
 RESULTS_FILE = "results.json"
+
+
+#: errno -> (what is wrong with the folder, what to do); the storage faults a user fixes
+_FAULTS = {
+    errno.EROFS: ("is on a read-only file system", "choose a writable folder"),
+    errno.EACCES: ("cannot be written (no permission)",
+                   "give your user write permission to it, or choose another folder"),
+    errno.ENOTDIR: ("cannot be a folder: a file is in its place or above it",
+                    "move the file away, or choose another folder"),
+    errno.ENOSPC: ("is on a full disk", "free some space"),
+    errno.EDQUOT: ("is over its disk quota", "free some space"),
+}
+_FAULTS[errno.EPERM] = _FAULTS[errno.EACCES]
+_FAULTS[errno.EEXIST] = _FAULTS[errno.ENOTDIR]
+
+
+def storage_error(folder: Path, exc: OSError, then: str) -> StorageError | None:
+    """One line for a storage fault met while writing in ``folder``, or ``None`` when
+    ``exc`` is not one (a bug, to be raised as it is).
+
+    :param folder: the folder czsl was writing in.
+    :param exc: the error.
+    :param then: what to do once it is fixed, e.g. ``"then run again"``.
+    """
+    fault = _FAULTS.get(exc.errno)
+    if fault is None:
+        return None
+    what, fix = fault
+    return StorageError(f"{folder} {what} ({exc.strerror}): {fix}, {then}")
+
+
+def check_writable(folder: Path, then: str = "then run again") -> None:
+    """Create ``folder`` if needed and write (then remove) a probe file in it, so that a
+    storage fault stops a run before its data are read.
+
+    :param folder: the folder a run writes to.
+    :param then: what to do once the fault is fixed.
+    :raises StorageError: naming the folder and the fix.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".czsl-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        error = storage_error(folder, exc, then)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:
@@ -162,5 +212,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-__all__ = ["RESULTS_FILE", "SCENARIO_FILE", "atomic_write", "atomic_write_text", "json_ready",
-           "new_run_dir", "run_lock", "write_results", "write_scenario"]
+__all__ = ["RESULTS_FILE", "SCENARIO_FILE", "atomic_write", "atomic_write_text",
+           "check_writable", "json_ready", "new_run_dir", "run_lock", "storage_error",
+           "write_results", "write_scenario"]
