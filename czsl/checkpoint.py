@@ -22,7 +22,9 @@ it) is ignored and later overwritten. ``state.pt`` holds
 * the training time so far.
 
 A finished run keeps no checkpoint: once ``results.json`` is written the folder is
-removed. ``runs/NAME/`` is locked (``flock``, :func:`czsl.runfolder.run_lock`) while a
+removed. A process killed between the two leaves both; the next czsl process that
+resumes the folder, or starts a run of the same name beside it, removes the checkpoint
+(:func:`czsl.runfolder.tidy`), as it removes the temporary files of killed writes. ``runs/NAME/`` is locked (``flock``, :func:`czsl.runfolder.run_lock`) while a
 process runs in it, so a run is never resumed twice at once; the lock dies with its
 process, even on SIGKILL.
 
@@ -71,10 +73,7 @@ import numpy as np
 import torch
 
 from czsl.errors import CZSLError
-from czsl.runfolder import atomic_write
-
-#: Folder of a run's checkpoint, inside the run folder.
-CHECKPOINT_DIR = "checkpoint"
+from czsl.runfolder import CHECKPOINT_DIR, atomic_write
 #: The file that commits a checkpoint.
 STATE_FILE = "state.pt"
 #: Version of the checkpoint layout; a checkpoint of another version is refused.
@@ -314,6 +313,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         checkpoint, or its checkpoint is unreadable.
     """
     fresh = f"start it again with: czsl run {run_dir / 'scenario.toml'}"
+    again = f"to run its scenario again: czsl run {run_dir / 'scenario.toml'}"
     if not run_dir.is_dir():
         raise CZSLError(f"--resume {run_dir}: no such run folder; give a folder under "
                         "runs/ that 'czsl run' created")
@@ -322,7 +322,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
                         "scenario.toml); give a folder that 'czsl run' created")
     if (run_dir / "results.json").is_file():
         raise CZSLError(f"--resume {run_dir}: that run has finished (results.json exists); "
-                        f"there is nothing to resume. To run it again, {fresh}")
+                        f"there is nothing to resume; {again}")
     state = run_dir / CHECKPOINT_DIR / STATE_FILE
     if not state.is_file():
         raise CZSLError(f"--resume {run_dir}: the run stopped before its first task "

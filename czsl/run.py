@@ -41,7 +41,6 @@ from czsl.checkpoint import (
     load_checkpoint,
     load_learner_state,
     load_logits,
-    remove_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -53,7 +52,7 @@ from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar
 from czsl.predict import predict
 from czsl.results import resolved_protocol, results_document
 from czsl.runfolder import (check_writable, json_ready, new_run_dir, run_lock, storage_error,
-                            write_results, write_scenario)
+                            tidy, write_results, write_scenario)
 
 
 @dataclass
@@ -172,6 +171,8 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
     if run_dir.is_dir():
         check_writable(run_dir, f"then continue with: czsl run --resume {run_dir}")
     with run_lock(run_dir) if run_dir.is_dir() else nullcontext():
+        if run_dir.is_dir():
+            tidy(run_dir)  # what a killed process left: temp files, a finished checkpoint
         checkpoint = load_checkpoint(run_dir)
         scenario_file = run_dir / "scenario.toml"
         scenario = load_scenario(scenario_file)
@@ -307,7 +308,7 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
         for observer in everyone:
             observer.close()
         logger.close()
-    remove_checkpoint(run_dir)  # finished: nothing left to resume
+    tidy(run_dir)  # finished: nothing left to resume
     return RunResult(run_dir, results, timings)
 
 

@@ -26,6 +26,7 @@ import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +43,8 @@ except ImportError:  # pragma: no cover - Windows
 SCENARIO_FILE = "scenario.toml"
 #: A finished run's figures, in a run folder.
 RESULTS_FILE = "results.json"
+#: An unfinished run's checkpoint folder, in a run folder (:mod:`czsl.checkpoint`).
+CHECKPOINT_DIR = "checkpoint"
 
 
 #: errno -> (what is wrong with the folder, what to do); the storage faults a user fixes
@@ -106,6 +109,8 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
         try:
             path.mkdir()
         except FileExistsError:
+            if path.is_dir():  # finish the clean-up of a run killed at its end
+                tidy_if_idle(path)
             continue
         return path
     raise CZSLError(f"{runs_dir} has 10,000 runs named {name!r}; choose another --name")
@@ -190,6 +195,28 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> Path:
     return path
 
 
+def tidy(run_dir: Path) -> None:
+    """Remove what a killed process left in ``run_dir``: the temporary files of
+    :func:`atomic_write`, and the checkpoint of a run that has finished (one killed
+    between writing ``results.json`` and removing its checkpoint). The caller holds
+    :func:`run_lock` (or the folder is its own).
+
+    :param run_dir: the run folder.
+    """
+    checkpoint = run_dir / CHECKPOINT_DIR
+    if (run_dir / RESULTS_FILE).is_file():
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    for folder in (run_dir, checkpoint):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            tmp.unlink(missing_ok=True)
+
+
+def tidy_if_idle(run_dir: Path) -> None:
+    """:func:`tidy` ``run_dir`` unless another process is running in it."""
+    with contextlib.suppress(CZSLError, OSError), run_lock(run_dir):
+        tidy(run_dir)
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run_dir`` (released when the process dies).
@@ -212,6 +239,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-__all__ = ["RESULTS_FILE", "SCENARIO_FILE", "atomic_write", "atomic_write_text",
+__all__ = ["CHECKPOINT_DIR", "RESULTS_FILE", "SCENARIO_FILE", "atomic_write", "atomic_write_text",
            "check_writable", "json_ready", "new_run_dir", "run_lock", "storage_error",
-           "write_results", "write_scenario"]
+           "tidy", "tidy_if_idle", "write_results", "write_scenario"]
