@@ -112,11 +112,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Avalanche warns at import that GEM's optional QP solver is missing; czsl has no GEM.
     warnings.filterwarnings("ignore", "no QP solver found")
     from czsl.results import format_results  # heavy: torch, Avalanche
-    from czsl.run import run_scenario
+    from czsl.run import interruptible, run_scenario
 
-    result = run_scenario(scenario, data_dir=args.data_dir,
-                          runs_dir=args.runs_dir or Path("runs"),
-                          progress=not args.no_progress)
+    with interruptible():
+        result = run_scenario(scenario, data_dir=args.data_dir,
+                              runs_dir=args.runs_dir or Path("runs"),
+                              progress=not args.no_progress)
     print(format_results(result))
     return 0
 
@@ -133,10 +134,11 @@ def _resume(args: argparse.Namespace) -> int:
                         "them, start a new run)")
     warnings.filterwarnings("ignore", "no QP solver found")
     from czsl.results import format_results  # heavy: torch, Avalanche
-    from czsl.run import resume_run
+    from czsl.run import interruptible, resume_run
 
-    result = resume_run(args.resume, data_dir=args.data_dir, progress=not args.no_progress,
-                        threads=args.threads)
+    with interruptible():
+        result = resume_run(args.resume, data_dir=args.data_dir,
+                            progress=not args.no_progress, threads=args.threads)
     print(format_results(result))
     return 0
 
@@ -163,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"czsl: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # SIGINT, SIGTERM, SIGHUP: the same note (czsl.run.interruptible), 128 + signal
         print("czsl: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,13 +13,18 @@ checkpoint, then the caller's) see the result; finally ``results.json`` is writt
 
 A plugin that raises during training is named in a :class:`czsl.errors.PluginError`
 (:mod:`czsl.blame`); the run folder then keeps the checkpoint of the tasks that
-finished (so it can be resumed) and never a ``results.json``.
+finished (so it can be resumed) and never a ``results.json``. Any stop before the first
+checkpoint (a plugin, a storage fault, SIGINT/SIGTERM/SIGHUP, a bug) removes the folder;
+after it, the folder is resumable. ``czsl run`` turns SIGTERM and SIGHUP into the same
+interruption as Ctrl-C (:func:`interruptible`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
+import threading
 import time
 import tomllib
 from contextlib import nullcontext
@@ -80,8 +85,9 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
 
     The folder is created only once :func:`czsl.build.build_run` has passed. After every
     task a checkpoint is written into it (:mod:`czsl.checkpoint`); ``results.json`` only
-    once every task has finished, and then the checkpoint is removed. If a plugin fails
-    before the first task has finished, the folder is removed again.
+    once every task has finished, and then the checkpoint is removed. A run stopped
+    before its first task was saved (a plugin failure, a storage fault, an interruption,
+    a bug) removes its folder again: there is nothing to resume.
 
     :param scenario: the scenario.
     :param data_dir: the folder with the dataset's files (not needed for synthetic).
@@ -114,16 +120,54 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
         with run_lock(run_dir), _storage_faults(run_dir):
             return _train(built, run_dir, document, started=started, progress=progress,
                           echo=echo, observers=observers)
-    except PluginError:
-        if not has_checkpoint(run_dir):
-            # no task finished: there is nothing to resume, and half a task is no result
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
     except DivergenceError as exc:
         # resuming would diverge again: the same settings, the same random draws
         shutil.rmtree(run_dir, ignore_errors=True)
         exc.args = (f"{exc} ({run_dir} was removed)",)
         raise
+    except BaseException as exc:
+        if not has_checkpoint(run_dir):
+            # one rule for every cause (a plugin, a storage fault, a signal, a bug): a
+            # run stopped before its first task was saved has nothing to resume
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not isinstance(exc, CZSLError):  # those say so themselves
+                echo(f"note: stopped during task 0, before any task was saved; "
+                     f"{run_dir} was removed")
+        raise
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (SIGINT, SIGTERM or SIGHUP).
+
+    :param signum: the signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main
+    thread, so each stops a run the same way (what was saved stays resumable, temporary
+    files are removed). Does nothing outside the main thread (a sweep's worker)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    before = {n: signal.getsignal(getattr(signal, n)) for n in names}
+
+    def stop(signum: int, frame: Any) -> None:
+        raise Interrupted(signum)
+
+    for name in names:
+        signal.signal(getattr(signal, name), stop)
+    try:
+        yield
+    finally:
+        for name, handler in before.items():
+            signal.signal(getattr(signal, name), handler)
 
 
 def use_threads(threads: int) -> int:

@@ -208,10 +208,14 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path, monkeypatch, capsys):
     with pytest.raises(CZSLError, match="not a czsl run folder"):
         resume_run(tmp_path, **QUIET)
 
-    _interrupt_at(monkeypatch, 0)  # killed before a task finished: no checkpoint
+    _interrupt_at(monkeypatch, 0)  # stopped before a task finished: no folder
     with pytest.raises(KeyboardInterrupt):
         run_scenario(scenario, runs_dir=tmp_path, **QUIET)
     monkeypatch.undo()
+    assert not (tmp_path / "synthetic-2").exists()
+    (tmp_path / "synthetic-2").mkdir()  # a folder left by an older czsl
+    (tmp_path / "synthetic-2" / "scenario.toml").write_text(
+        (done / "scenario.toml").read_text())
     with pytest.raises(CZSLError, match="stopped before its first task finished"):
         resume_run(tmp_path / "synthetic-2", **QUIET)
 
