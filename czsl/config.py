@@ -267,6 +267,10 @@ def load_scenario(path: str | Path | None, overrides: list[str] = ()) -> Scenari
             table = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        if not table:  # a mistake, not a wish for the defaults (which need no file)
+            raise ConfigError(f"{path} holds no settings (it is empty or only comments); "
+                              "write the scenario into it, or leave the file out to run the "
+                              "built-in default scenario")
     for item in overrides:
         _apply_override(table, item)
     return scenario_from_dict(table, source)
