@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 import tomli_w
 import torch
 
+from czsl import metrics
 from czsl.blame import plugin_failure, what_is_kept
 from czsl.board import LossLogger, RunLogger
 from czsl.build import BuiltRun, build_run
@@ -45,7 +46,6 @@ from czsl.checkpoint import (
     has_checkpoint,
     load_checkpoint,
     load_learner_state,
-    load_logits,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -55,7 +55,7 @@ from czsl.errors import CZSLError, DivergenceError, PluginError
 from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, StepLogger,
                             TaskEnd, timed)
 from czsl.predict import predict
-from czsl.results import resolved_protocol, results_document
+from czsl.results import resolved_protocol, results_document, static_gzsl
 from czsl.runfolder import (check_writable, json_ready, new_run_dir, run_lock, storage_error,
                             tidy, write_results, write_scenario)
 
@@ -283,21 +283,22 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
     refs = {"learner": learner, "model": built.model, "optimizer": learner.optimizer,
             "stream": built.view}
 
-    history: list[torch.Tensor] = []
+    # what the run keeps of each step: O(T) numbers, never the logits of earlier steps
+    records: list[dict[str, torch.Tensor]] = []
     elapsed = 0.0  # training time of earlier sessions
     if resume is not None:
-        history = load_logits(run_dir, resume.step + 1, device)
+        records = [{k: v.to(device) for k, v in r.items()} for r in resume.records]
         built.start_task(resume.step)
         learner.load_state_dict(load_learner_state(resume.learner, refs))
         logger.purge_from(learner.clock.train_iterations)
         # the generators as they were at the end of the task, not as rebuilding left them
         set_rng_state(resume.rng)
         elapsed = resume.elapsed_s
-    first = len(history)
+    first = len(records)
     data_dir = None if built.data_dir is None else str(Path(built.data_dir).resolve())
 
     def save(end: TaskEnd) -> None:
-        _checkpoint(built, refs, run_dir, end.logits, step=end.step,
+        _checkpoint(built, refs, run_dir, step=end.step, records=end.records,
                     n_tasks=stream.n_tasks, scenario=document, data_dir=data_dir,
                     fingerprint=built.fingerprint(), plugin_classes=built.plugin_classes(),
                     elapsed_s=elapsed + time.perf_counter() - started, rng=rng_state())
@@ -325,14 +326,24 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
                 if failure is None:  # czsl's own code failed: a bug, keep its traceback
                     raise
                 raise failure from exc
+            with timed(timings, "metrics"):
+                record = metrics.step_record(logits, stream.test_y.to(device),
+                                             stream.class_to_task.to(device), step,
+                                             per_class=stream.per_class)
+                gzsl = static_gzsl(stream, logits)  # kept for the last step's results
+                if gzsl is not None:
+                    record.update({f"gzsl:{k}": v for k, v in gzsl.items()})
             end = TaskEnd(step=step, built=built, run_dir=run_dir, logits=logits,
-                          history=[*history, logits], timings=timings)
+                          records=[*records, record], timings=timings)
             for observer in everyone:
                 _observe(observer, end, timings)
-            history.append(logits)
+            records.append(record)
         with timed(timings, "results"):
-            results = results_document(scenario, built.dataset.source, stream,
-                                       torch.stack(history), device)
+            gzsl = {k.removeprefix("gzsl:"): v for k, v in records[-1].items()
+                    if k.startswith("gzsl:")}
+            results = results_document(
+                scenario, built.dataset.source, stream,
+                metrics.metrics_from_steps(records, per_class=stream.per_class), gzsl or None)
             results["generator"] = built.generator
             # a replay that read unseen classes' attributes during training says so
             results["semantic_transductive"] = built.view.semantic_transductive
@@ -366,8 +377,7 @@ def _observe(observer: Observer, end: TaskEnd, timings: dict[str, float]) -> Non
     timings[observer.name] = timings.get(observer.name, 0.0) + spent
 
 
-def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, logits: torch.Tensor,
-                **fields: Any) -> None:
+def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, **fields: Any) -> None:
     """Save a :class:`Checkpoint` of ``fields`` and the learner's state; name a plugin
     whose state cannot be saved."""
     step = fields["step"]
@@ -389,4 +399,4 @@ def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, logits: to
             f"__getstate__() after each task (see czsl.hookspecs); {type(plugin).__name__} "
             "needs __getstate__/__setstate__ that leave it out. "
             + what_is_kept(run_dir, step)) from exc.cause
-    save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields), logits)
+    save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields))
