@@ -77,16 +77,21 @@ def storage_error(folder: Path, exc: OSError, then: str) -> StorageError | None:
 
 
 def check_writable(folder: Path, then: str = "then run again") -> None:
-    """Create ``folder`` if needed and write (then remove) a probe file in it, so that a
-    storage fault stops a run before its data are read.
+    """Write (then remove) a probe file in ``folder``, or in the nearest folder above it
+    that exists (where it would be created), so that a storage fault stops a run before
+    its data are read. Creates nothing.
 
     :param folder: the folder a run writes to.
     :param then: what to do once the fault is fixed.
     :raises StorageError: naming the folder and the fix.
     """
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".czsl-probe.", suffix=".tmp")
+        if not base.is_dir():  # a file where the folder, or one above it, should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".czsl-probe.", suffix=".tmp")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

@@ -52,7 +52,7 @@ def test_an_unwritable_runs_folder_is_one_line_before_the_data_load(tmp_path, mo
     code, out, err = _cli(capsys, "--runs-dir", str(tmp_path / "runs"), *FAST)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert f"{tmp_path / 'runs'} {words}" in err and "then run again" in err
-    assert not any((tmp_path / "runs").iterdir())
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_file_where_the_runs_folder_should_be(tmp_path, monkeypatch, capsys):
