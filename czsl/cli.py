@@ -112,7 +112,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Avalanche warns at import that GEM's optional QP solver is missing; czsl has no GEM.
     warnings.filterwarnings("ignore", "no QP solver found")
     from czsl.results import format_results  # heavy: torch, Avalanche
-    from czsl.run import interruptible, run_scenario
+    from czsl.run import run_scenario
+    from czsl.signals import interruptible
 
     with interruptible():
         result = run_scenario(scenario, data_dir=args.data_dir,
@@ -134,7 +135,8 @@ def _resume(args: argparse.Namespace) -> int:
                         "them, start a new run)")
     warnings.filterwarnings("ignore", "no QP solver found")
     from czsl.results import format_results  # heavy: torch, Avalanche
-    from czsl.run import interruptible, resume_run
+    from czsl.run import resume_run
+    from czsl.signals import interruptible
 
     with interruptible():
         result = resume_run(args.resume, data_dir=args.data_dir,
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"czsl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        # SIGINT, SIGTERM, SIGHUP: the same note (czsl.run.interruptible), 128 + signal
+        # SIGINT, SIGTERM, SIGHUP: the same note (czsl.signals), exit 128 + the signal
         print("czsl: interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
 

@@ -110,8 +110,8 @@ class Scenario:
     :param name: run name; results go to ``runs/<name>/`` (suffixed if taken).
     :param seed: seed of everything random in the run (model init, batches, memory
         samples, and the class order where the protocol draws one); ``0 .. 2**32 - 1``.
-        On CPU the same scenario and seed give the same ``results.json`` (but its
-        ``wall_time_s``).
+        On CPU the same scenario, seed and thread count give the same ``results.json``
+        (but its ``wall_time_s``).
     :param device: ``"cpu"`` or ``"cuda"``.
     :param threads: torch's CPU threads (``czsl run --threads``); ``0``: torch's count
         when the run starts. Part of the run: torch's parallel reductions (sums,

@@ -16,15 +16,13 @@ A plugin that raises during training is named in a :class:`czsl.errors.PluginErr
 finished (so it can be resumed) and never a ``results.json``. Any stop before the first
 checkpoint (a plugin, a storage fault, SIGINT/SIGTERM/SIGHUP, a bug) removes the folder;
 after it, the folder is resumable. ``czsl run`` turns SIGTERM and SIGHUP into the same
-interruption as Ctrl-C (:func:`interruptible`).
+interruption as Ctrl-C (:func:`czsl.signals.interruptible`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
-import threading
 import time
 import tomllib
 from contextlib import nullcontext
@@ -134,40 +132,6 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
                 echo(f"note: stopped during task 0, before any task was saved; "
                      f"{run_dir} was removed")
         raise
-
-
-class Interrupted(KeyboardInterrupt):
-    """The run was stopped by a signal (SIGINT, SIGTERM or SIGHUP).
-
-    :param signum: the signal's number.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """Within the block, SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` in the main
-    thread, so each stops a run the same way (what was saved stays resumable, temporary
-    files are removed). Does nothing outside the main thread (a sweep's worker)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    names = [n for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
-    before = {n: signal.getsignal(getattr(signal, n)) for n in names}
-
-    def stop(signum: int, frame: Any) -> None:
-        raise Interrupted(signum)
-
-    for name in names:
-        signal.signal(getattr(signal, name), stop)
-    try:
-        yield
-    finally:
-        for name, handler in before.items():
-            signal.signal(getattr(signal, name), handler)
 
 
 def use_threads(threads: int) -> int:
