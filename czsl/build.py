@@ -133,6 +133,25 @@ def make_learner(model: torch.nn.Module, view: TaskView, train: TrainConfig,
         eval_mb_size=train.eval_batch_size, device=device, plugins=[*plugins, *schedule])
 
 
+def check_task_sizes(sizes: list[int], loss_classes: str) -> None:
+    """Refuse tasks that cannot be trained: the cross-entropy over one class is always
+    0 (and a model's BatchNorm needs two inputs), so the first task needs two classes,
+    and so does every task when the loss runs over the task's classes only.
+
+    :param sizes: classes per task, as the stream resolved them.
+    :param loss_classes: :attr:`czsl.config.TrainConfig.loss_classes`.
+    :raises ConfigError: naming the task.
+    """
+    for step, size in enumerate(sizes):
+        if size < 2 and (step == 0 or loss_classes == "task"):
+            why = ("the first task" if step == 0 else
+                   f"task {step} (train.loss_classes = 'task' trains on its classes only)")
+            raise ConfigError(f"protocol.task_sizes {sizes}: {why} has one class; a loss "
+                              "over one class is always 0, nothing is learnt. Give it two "
+                              "or more classes" + ("" if step == 0 else
+                                                   ", or set train.loss_classes='seen'"))
+
+
 def build_run(scenario: Scenario, *, data_dir: Path | None = None,
               echo: Callable[[str], None] = print) -> BuiltRun:
     """Check the device, read the data, split it into tasks, build and check every
@@ -156,6 +175,7 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
                            seed=scenario.seed, options=scenario.data.synthesis)
     seed_everything(scenario.seed)
     stream = build_stream(dataset, scenario.protocol, scenario.seed)
+    check_task_sizes(list(stream.protocol.task_sizes), scenario.train.loss_classes)
     for note in stream.notes:
         echo(f"note: {note}")
     loaded = time.perf_counter()

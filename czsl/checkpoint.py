@@ -2,15 +2,14 @@
 
 After task ``t`` has been trained and tested, the run folder holds::
 
-    runs/NAME/checkpoint/
-        test_logits_000.pt ... test_logits_<t>.pt   # [N_test, C] logits after each task
-        state.pt                                    # everything else; written last
+    runs/NAME/checkpoint/state.pt
 
-Each file is written to a temporary file, flushed to disk and moved into place with
-``os.replace``, so it is whole or absent. ``state.pt`` is the commit point: it names the
-last finished task, and a logits file of a later task (left by a run killed while writing
-it) is ignored and later overwritten. ``state.pt`` holds
+written to a temporary file, flushed to disk and moved into place with ``os.replace``,
+so it is whole or absent: it is the commit point. Its size does not grow with the test
+logits: a run scores each step when it ends and keeps only what the run's metrics need
+(:func:`czsl.metrics.step_record`: ``O(T)`` numbers per step). ``state.pt`` holds
 
+* the record of every finished step (:func:`czsl.metrics.step_record`);
 * the run's identity: the scenario document of ``scenario.toml``, the data folder, a
   fingerprint of the data (features, labels, attributes, tasks), the plugin classes;
 * the learner's state (:meth:`czsl.learner.ZSLLearner.state_dict`): the model's and the
@@ -22,7 +21,9 @@ it) is ignored and later overwritten. ``state.pt`` holds
 * the training time so far.
 
 A finished run keeps no checkpoint: once ``results.json`` is written the folder is
-removed. ``runs/NAME/`` is locked (``flock``, :func:`czsl.runfolder.run_lock`) while a
+removed. A process killed between the two leaves both; the next czsl process that
+resumes the folder, or starts a run of the same name beside it, removes the checkpoint
+(:func:`czsl.runfolder.tidy`), as it removes the temporary files of killed writes. ``runs/NAME/`` is locked (``flock``, :func:`czsl.runfolder.run_lock`) while a
 process runs in it, so a run is never resumed twice at once; the lock dies with its
 process, even on SIGKILL.
 
@@ -71,14 +72,11 @@ import numpy as np
 import torch
 
 from czsl.errors import CZSLError
-from czsl.runfolder import atomic_write
-
-#: Folder of a run's checkpoint, inside the run folder.
-CHECKPOINT_DIR = "checkpoint"
+from czsl.runfolder import CHECKPOINT_DIR, atomic_write
 #: The file that commits a checkpoint.
 STATE_FILE = "state.pt"
 #: Version of the checkpoint layout; a checkpoint of another version is refused.
-FORMAT = 2  # 2: loggers are not part of the learner's plugin state
+FORMAT = 3  # 2: loggers are not part of the learner's plugin state; 3: step records, no logits
 
 
 class Unpicklable(Exception):
@@ -107,6 +105,7 @@ class Checkpoint:
     :param elapsed_s: training time up to this checkpoint, over every session.
     :param learner: the learner's state, each part still pickled (see :func:`load_learner_state`).
     :param rng: :func:`rng_state` at the end of task ``step``.
+    :param records: :func:`czsl.metrics.step_record` of tasks ``0 .. step`` (on the CPU).
     """
 
     step: int
@@ -118,6 +117,7 @@ class Checkpoint:
     elapsed_s: float
     learner: dict[str, Any]
     rng: dict[str, Any]
+    records: list[dict[str, torch.Tensor]]
 
 
 # ------------------------------------------------------------------ object state
@@ -301,22 +301,16 @@ def fingerprint(*parts: Any) -> str:
 # ------------------------------------------------------------------ files
 
 
-def _logits_path(run_dir: Path, step: int) -> Path:
-    return run_dir / CHECKPOINT_DIR / f"test_logits_{step:03d}.pt"
-
-
-def save_checkpoint(run_dir: Path, checkpoint: Checkpoint, logits: torch.Tensor) -> None:
-    """Write task ``checkpoint.step``'s test logits, then commit ``state.pt``.
+def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
+    """Commit ``state.pt`` (the step records are moved to the CPU).
 
     :param run_dir: the run folder.
     :param checkpoint: the state; ``learner`` as :func:`dump_learner_state` returns it.
-    :param logits: ``[N_test, C]`` test logits after task ``checkpoint.step``.
     """
     folder = run_dir / CHECKPOINT_DIR
     folder.mkdir(exist_ok=True)
-    cpu = logits.detach().cpu()
-    atomic_write(_logits_path(run_dir, checkpoint.step), lambda fh: torch.save(cpu, fh))
-    document = {"format": FORMAT, **vars(checkpoint)}
+    records = [{k: v.detach().cpu() for k, v in r.items()} for r in checkpoint.records]
+    document = {"format": FORMAT, **vars(checkpoint), "records": records}
     atomic_write(folder / STATE_FILE,
                   lambda fh: pickle.dump(document, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -338,6 +332,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         checkpoint, or its checkpoint is unreadable.
     """
     fresh = f"start it again with: czsl run {run_dir / 'scenario.toml'}"
+    again = f"to run its scenario again: czsl run {run_dir / 'scenario.toml'}"
     if not run_dir.is_dir():
         raise CZSLError(f"--resume {run_dir}: no such run folder; give a folder under "
                         "runs/ that 'czsl run' created")
@@ -346,7 +341,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
                         "scenario.toml); give a folder that 'czsl run' created")
     if (run_dir / "results.json").is_file():
         raise CZSLError(f"--resume {run_dir}: that run has finished (results.json exists); "
-                        f"there is nothing to resume. To run it again, {fresh}")
+                        f"there is nothing to resume; {again}")
     state = run_dir / CHECKPOINT_DIR / STATE_FILE
     if not state.is_file():
         raise CZSLError(f"--resume {run_dir}: the run stopped before its first task "
@@ -365,25 +360,7 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
     return Checkpoint(**document)
 
 
-def load_logits(run_dir: Path, steps: int, device: torch.device) -> list[torch.Tensor]:
-    """The test logits of tasks ``0 .. steps - 1``, on ``device``.
-
-    :raises CZSLError: if one is missing or unreadable.
-    """
-    out = []
-    for step in range(steps):
-        path = _logits_path(run_dir, step)
-        try:
-            out.append(torch.load(path, map_location=device, weights_only=True))
-        except Exception as exc:
-            raise CZSLError(f"--resume {run_dir}: {path} is missing or unreadable "
-                            f"({type(exc).__name__}: {exc}); the checkpoint is damaged, "
-                            f"start the run again with: czsl run {run_dir / 'scenario.toml'}"
-                            ) from exc
-    return out
-
-
 __all__ = ["CHECKPOINT_DIR", "Checkpoint", "STATE_FILE", "Unpicklable", "dump_learner_state",
            "fingerprint", "has_checkpoint", "load_checkpoint", "load_learner_state",
-           "load_logits", "object_state", "remove_checkpoint", "restore_object_state",
+           "object_state", "remove_checkpoint", "restore_object_state",
            "rng_state", "save_checkpoint", "set_rng_state"]

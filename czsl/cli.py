@@ -49,8 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--threads", type=_positive_int, metavar="N",
                      help="torch's CPU threads (default: torch's choice, one per core); "
-                          "on a machine whose cores are busy with other work, 1 is often "
-                          "several times faster (see benchmarks/speed.md)")
+                          "recorded in the run's scenario.toml (the numbers depend on it "
+                          "slightly) and used again by --resume; on a machine whose cores "
+                          "are busy with other work, 1 is often several times faster "
+                          "(see benchmarks/speed.md)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a stopped run (e.g. runs/synthetic) after its last "
                           "finished task, with the scenario it started with; only "
@@ -109,34 +111,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from czsl.config import load_scenario
 
-    _set_threads(args.threads)
     if args.resume is not None:
         return _resume(args)
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"device={args.device}")
-    if args.name:
+    if args.name is not None:
         overrides.append(f"name={args.name!r}")
+    if args.threads is not None:
+        overrides.append(f"threads={args.threads}")
     scenario = load_scenario(args.scenario, overrides)
 
     # Avalanche warns at import that GEM's optional QP solver is missing; czsl has no GEM.
     warnings.filterwarnings("ignore", "no QP solver found")
     from czsl.results import format_results  # heavy: torch, Avalanche
     from czsl.run import run_scenario
+    from czsl.signals import interruptible
 
-    result = run_scenario(scenario, data_dir=args.data_dir,
-                          runs_dir=args.runs_dir or Path("runs"),
-                          progress=not args.no_progress)
+    with interruptible():
+        result = run_scenario(scenario, data_dir=args.data_dir,
+                              runs_dir=args.runs_dir or Path("runs"),
+                              progress=not args.no_progress)
     print(format_results(result))
     return 0
 
@@ -154,8 +152,11 @@ def _resume(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", "no QP solver found")
     from czsl.results import format_results  # heavy: torch, Avalanche
     from czsl.run import resume_run
+    from czsl.signals import interruptible
 
-    result = resume_run(args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+    with interruptible():
+        result = resume_run(args.resume, data_dir=args.data_dir,
+                            progress=not args.no_progress, threads=args.threads)
     print(format_results(result))
     return 0
 
@@ -182,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"czsl: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # SIGINT, SIGTERM, SIGHUP: the same note (czsl.signals), exit 128 + the signal
         print("czsl: interrupted", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", 2)
 
 
 if __name__ == "__main__":  # pragma: no cover

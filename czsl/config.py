@@ -121,14 +121,20 @@ class Scenario:
     :param name: run name; results go to ``runs/<name>/`` (suffixed if taken).
     :param seed: seed of everything random in the run (model init, batches, memory
         samples, and the class order where the protocol draws one); ``0 .. 2**32 - 1``.
-        On CPU the same scenario and seed give the same ``results.json`` (but its
-        ``wall_time_s``).
+        On CPU the same scenario, seed and thread count give the same ``results.json``
+        (but its ``wall_time_s``).
     :param device: ``"cpu"`` or ``"cuda"``.
+    :param threads: torch's CPU threads (``czsl run --threads``); ``0``: torch's count
+        when the run starts. Part of the run: torch's parallel reductions (sums,
+        BatchNorm's statistics) add in an order that depends on it, so 1 and 2 threads
+        give slightly different numbers. A run records the count it used in
+        ``scenario.toml``, and a resumed run uses that count.
     """
 
     name: str = "synthetic"
     seed: int = 0
     device: str = "cpu"
+    threads: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     protocol: ProtocolConfig = field(default_factory=lambda: ProtocolConfig(
         name="grw", task_sizes=[10, 10, 10, 10, 10]))
@@ -152,7 +158,7 @@ _CHOICES = {
 _POSITIVE = {("train", "epochs"), ("train", "batch_size"), ("train", "eval_batch_size"),
              ("train", "lr"), ("train", "lr_gamma")}
 _NON_NEGATIVE = {("train", "momentum"), ("train", "weight_decay"), ("protocol", "n_tasks"),
-                 ("train", "lr_step")}
+                 ("train", "lr_step"), ("", "threads")}
 #: numpy's legacy seeding (np.random.seed, RandomState) takes 32-bit unsigned seeds only
 _SEEDS = {("", "seed"), ("protocol", "split_seed")}
 
@@ -273,6 +279,10 @@ def load_scenario(path: str | Path | None, overrides: list[str] = ()) -> Scenari
             table = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        if not table:  # a mistake, not a wish for the defaults (which need no file)
+            raise ConfigError(f"{path} holds no settings (it is empty or only comments); "
+                              "write the scenario into it, or leave the file out to run the "
+                              "built-in default scenario")
     for item in overrides:
         _apply_override(table, item)
     return scenario_from_dict(table, source)

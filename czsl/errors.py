@@ -36,3 +36,8 @@ class OptionError(CZSLError, ValueError):
 
 class DivergenceError(CZSLError):
     """Training diverged: the model's outputs became NaN or infinite."""
+
+
+class StorageError(CZSLError):
+    """A folder czsl writes to cannot be written: read-only, no permission, a file in
+    its place, or a full disk (:func:`czsl.runfolder.storage_error`)."""

@@ -412,6 +412,49 @@ def run_metrics(logits_history: torch.Tensor, targets: torch.Tensor,
                       task_forgetting=per_task, per_class=per_class)
 
 
+def step_record(logits: torch.Tensor, targets: torch.Tensor, class_to_task: torch.Tensor,
+                step: int, *, per_class: bool) -> dict[str, torch.Tensor]:
+    """What a run keeps of step ``step``: the numbers :func:`metrics_from_steps` needs.
+
+    A run scores each step when it ends and drops its logits, so its memory and its
+    checkpoint hold ``O(S * T)`` numbers, not ``S`` times ``[N, C]`` logits. The row of
+    step ``step`` is computed exactly as :func:`run_metrics` computes it within the whole
+    history (the same operations on the same row), so the results are identical.
+
+    :param logits: ``[N, C]`` logits of the whole test set after task ``step``.
+    :param targets: ``[N]`` integer class ids in ``[0, C)``.
+    :param class_to_task: ``[C]`` integer task of each class, ``-1`` for never trained.
+    :param step: the step (task just trained).
+    :param per_class: the accuracy convention.
+    :return: ``SA``, ``UA``, ``H``, ``JA``, ``AUSUC`` (each ``[1]``, float64) and
+        ``acc_row`` (``[1, T]``: accuracy on each task's test samples).
+    """
+    logits = logits[None]
+    targets, class_to_task, n_tasks = _prepare(logits, targets, class_to_task)
+    steps = torch.tensor([step], device=logits.device)
+    result = _evaluate(logits, targets, _seen_at(class_to_task, steps), per_class)
+    return {**{key: result[key] for key in _STEP_KEYS},
+            "acc_row": _task_acc(result, class_to_task, n_tasks)}
+
+
+def metrics_from_steps(records: list[dict[str, torch.Tensor]], *,
+                       per_class: bool) -> RunMetrics:
+    """:func:`run_metrics` from the :func:`step_record` of every step, in order.
+
+    :param records: one record per step, step 0 first.
+    :param per_class: the accuracy convention the records were computed with.
+    :raises ValueError: on an empty list.
+    """
+    if not records:
+        raise ValueError("metrics_from_steps needs the record of at least one step")
+    acc_matrix = torch.cat([r["acc_row"] for r in records])
+    per_step, per_task = forgetting_measure(acc_matrix)
+    steps = {key: torch.cat([r[key] for r in records]) for key in _STEP_KEYS}
+    steps["forgetting"] = per_step
+    return RunMetrics(steps=steps, acc_matrix=acc_matrix, task_forgetting=per_task,
+                      per_class=per_class)
+
+
 def _evaluate_one(logits: torch.Tensor, targets: torch.Tensor, seen_mask: torch.Tensor,
                   per_class: bool) -> dict[str, torch.Tensor]:
     """:func:`_evaluate` for one ``[N, C]`` logits matrix and one ``[C]`` seen mask."""

@@ -45,7 +45,8 @@ class TaskEnd:
     :param built: the run's components.
     :param run_dir: the run folder.
     :param logits: ``[N_test, C]`` test logits after this task.
-    :param history: test logits of every step so far, this one last.
+    :param records: :func:`czsl.metrics.step_record` of every step so far, this one last
+        (a run keeps these, not the logits of earlier steps).
     :param timings: the run's timings, into which :attr:`metrics` adds its time.
     """
 
@@ -53,17 +54,15 @@ class TaskEnd:
     built: BuiltRun
     run_dir: Path
     logits: torch.Tensor
-    history: list[torch.Tensor]
+    records: list[dict[str, torch.Tensor]]
     timings: dict[str, float] = field(default_factory=dict)
 
     @cached_property
     def metrics(self) -> metrics.RunMetrics:
-        """:func:`czsl.metrics.run_metrics` over the steps so far (computed once)."""
+        """:func:`czsl.metrics.metrics_from_steps` over the steps so far (computed once)."""
         with timed(self.timings, "metrics"):
-            stream, device = self.built.stream, self.built.device
-            return metrics.run_metrics(torch.stack(self.history), stream.test_y.to(device),
-                                       stream.class_to_task.to(device),
-                                       per_class=stream.per_class)
+            return metrics.metrics_from_steps(self.records,
+                                              per_class=self.built.stream.per_class)
 
     @cached_property
     def curve(self) -> tuple[torch.Tensor, torch.Tensor]:

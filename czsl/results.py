@@ -1,7 +1,6 @@
 """A finished run's results: the ``results.json`` document and the table ``czsl run`` prints.
 
-:func:`results_document` scores a run's test logits (:mod:`czsl.metrics`) and lays the
-numbers out as ``results.json`` holds them; :func:`format_results` turns that document
+:func:`results_document` lays a run's metrics (:mod:`czsl.metrics`) out as ``results.json`` holds them; :func:`format_results` turns that document
 into the terminal table. Which metrics appear, under which names, units and formats,
 comes from :mod:`czsl.metric_registry`. Writing the file is :mod:`czsl.runfolder`'s job.
 """
@@ -35,7 +34,8 @@ def resolved_protocol(stream: CZSLStream) -> dict[str, Any]:
 
 
 def results_document(scenario: Scenario, source: str, stream: CZSLStream,
-                     history: torch.Tensor, device: torch.device) -> dict[str, Any]:
+                     run: metrics.RunMetrics,
+                     gzsl: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """The content of ``results.json``, less what only the run knows (generator,
     transductive flag, wall time), which :mod:`czsl.run` adds.
 
@@ -43,14 +43,11 @@ def results_document(scenario: Scenario, source: str, stream: CZSLStream,
     :param source: where the features came from (``real``, ``semi-synthetic``,
         ``synthetic``).
     :param stream: the run's task stream (test labels, class-to-task map, protocol).
-    :param history: ``[S, N_test, C]`` test logits after every step.
-    :param device: where to score them.
+    :param run: the run's metrics (:func:`czsl.metrics.metrics_from_steps`).
+    :param gzsl: :func:`static_gzsl` of the last step (the static protocol only).
     :return: the document, with tensors still in it (:func:`czsl.runfolder.json_ready`
         makes it JSON).
     """
-    targets = stream.test_y.to(device)
-    class_to_task = stream.class_to_task.to(device)
-    run = metrics.run_metrics(history, targets, class_to_task, per_class=stream.per_class)
     summary = run.summary()
     out: dict[str, Any] = {
         "czsl_version": czsl.__version__,
@@ -64,16 +61,28 @@ def results_document(scenario: Scenario, source: str, stream: CZSLStream,
         "regularizer": scenario.regularizer.name,
         "replay": scenario.replay.name,
         "n_tasks": stream.n_tasks,
-        "n_test": int(targets.shape[0]),
+        "n_test": int(stream.test_y.shape[0]),
         "notes": list(stream.notes),
         "summary": {m.name: summary[m.name] for m in registry.of_scope(registry.SUMMARY)},
         "metrics": run.to_dict(),
     }
-    if stream.protocol.name == "static":
-        gzsl = metrics.gzsl_metrics(history[-1], targets, stream.seen_mask(0).to(device),
-                                    per_class=stream.per_class)
+    if gzsl is not None:
         out["gzsl"] = {m.name: float(gzsl[m.name]) for m in registry.of_scope(registry.GZSL)}
     return out
+
+
+def static_gzsl(stream: CZSLStream, logits: torch.Tensor) -> dict[str, torch.Tensor] | None:
+    """The static protocol's GZSL figures (:func:`czsl.metrics.gzsl_metrics`) of a step's
+    test logits; ``None`` for other protocols.
+
+    :param stream: the run's task stream.
+    :param logits: ``[N_test, C]`` test logits.
+    """
+    if stream.protocol.name != "static":
+        return None
+    device = logits.device
+    return metrics.gzsl_metrics(logits, stream.test_y.to(device), stream.seen_mask(0).to(device),
+                                per_class=stream.per_class)
 
 
 def _cell(metric: registry.Metric, value: float | None, width: int = 5) -> str:

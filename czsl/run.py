@@ -13,22 +13,27 @@ checkpoint, then the caller's) see the result; finally ``results.json`` is writt
 
 A plugin that raises during training is named in a :class:`czsl.errors.PluginError`
 (:mod:`czsl.blame`); the run folder then keeps the checkpoint of the tasks that
-finished (so it can be resumed) and never a ``results.json``.
+finished (so it can be resumed) and never a ``results.json``. Any stop before the first
+checkpoint (a plugin, a storage fault, SIGINT/SIGTERM/SIGHUP, a bug) removes the folder;
+after it, the folder is resumable. ``czsl run`` turns SIGTERM and SIGHUP into the same
+interruption as Ctrl-C (:func:`czsl.signals.interruptible`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 import tomllib
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import tomli_w
 import torch
 
+from czsl import metrics
 from czsl.blame import plugin_failure, unpicklable_error, what_is_kept
 from czsl.board import LossLogger, RunLogger
 from czsl.build import BuiltRun, build_run, checkpoint_refs
@@ -39,8 +44,6 @@ from czsl.checkpoint import (
     has_checkpoint,
     load_checkpoint,
     load_learner_state,
-    load_logits,
-    remove_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -50,8 +53,9 @@ from czsl.errors import CZSLError, DivergenceError, PluginError
 from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, StepLogger,
                             TaskEnd, timed)
 from czsl.predict import predict
-from czsl.results import resolved_protocol, results_document
-from czsl.runfolder import json_ready, new_run_dir, run_lock, write_results, write_scenario
+from czsl.results import resolved_protocol, results_document, static_gzsl
+from czsl.runfolder import (check_writable, json_ready, new_run_dir, run_lock, storage_error,
+                            tidy, write_results, write_scenario)
 
 
 @dataclass
@@ -79,8 +83,9 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
 
     The folder is created only once :func:`czsl.build.build_run` has passed. After every
     task a checkpoint is written into it (:mod:`czsl.checkpoint`); ``results.json`` only
-    once every task has finished, and then the checkpoint is removed. If a plugin fails
-    before the first task has finished, the folder is removed again.
+    once every task has finished, and then the checkpoint is removed. A run stopped
+    before its first task was saved (a plugin failure, a storage fault, an interruption,
+    a bug) removes its folder again: there is nothing to resume.
 
     :param scenario: the scenario.
     :param data_dir: the folder with the dataset's files (not needed for synthetic).
@@ -95,6 +100,9 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     :raises PluginError: naming the plugin, if one raises during training.
     """
     started = time.perf_counter()
+    scenario = replace(scenario, threads=use_threads(scenario.threads))
+    # a storage fault is found before the data are read
+    check_writable(Path(runs_dir) if run_dir is None else Path(run_dir).parent)
     built = build_run(scenario, data_dir=data_dir, echo=echo)
     if run_dir is None:
         run_dir = new_run_dir(runs_dir, scenario.name)
@@ -107,24 +115,46 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     document = scenario_to_dict(scenario)
     document["protocol"] = {**document["protocol"], **resolved_protocol(built.stream)}
     try:
-        with run_lock(run_dir):
+        with run_lock(run_dir), _storage_faults(run_dir):
             return _train(built, run_dir, document, started=started, progress=progress,
                           echo=echo, observers=observers)
-    except PluginError:
-        if not has_checkpoint(run_dir):
-            # no task finished: there is nothing to resume, and half a task is no result
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
     except DivergenceError as exc:
         # resuming would diverge again: the same settings, the same random draws
         shutil.rmtree(run_dir, ignore_errors=True)
         exc.args = (f"{exc} ({run_dir} was removed)",)
         raise
+    except BaseException as exc:
+        if not has_checkpoint(run_dir):
+            # one rule for every cause (a plugin, a storage fault, a signal, a bug): a
+            # run stopped before its first task was saved has nothing to resume
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not isinstance(exc, CZSLError):  # those say so themselves
+                echo(f"note: stopped during task 0, before any task was saved; "
+                     f"{run_dir} was removed")
+        raise
+
+
+def use_threads(threads: int) -> int:
+    """Give torch ``threads`` CPU threads (``0``: leave its count) and return the count.
+
+    :param threads: :attr:`czsl.config.Scenario.threads`.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def runtime_settings(built: BuiltRun) -> dict[str, Any]:
+    """The settings outside the scenario that change a run's numbers, for ``results.json``."""
+    return {"torch": torch.__version__, "device": str(built.device),
+            "threads": torch.get_num_threads(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "default_dtype": str(torch.get_default_dtype()).removeprefix("torch.")}
 
 
 def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = True,
                echo: Callable[[str], None] = print,
-               observers: Sequence[Observer] = ()) -> RunResult:
+               observers: Sequence[Observer] = (), threads: int | None = None) -> RunResult:
     """Continue a stopped run from the checkpoint of its last finished task.
 
     The scenario is the run's own ``scenario.toml``; data, stream, model and plugins are
@@ -138,13 +168,19 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
     :param progress: show a progress bar on stderr.
     :param echo: where to print notes.
     :param observers: more observers of every task, after czsl's own.
+    :param threads: torch threads asked for (``czsl run --resume --threads``); the run
+        uses the count recorded in its ``scenario.toml``, and another count is refused.
     :raises CZSLError: if the folder has finished or has no checkpoint, its
         ``scenario.toml``, data or plugin classes differ from the run's, or another
         process is running it; and for everything :func:`run_scenario` raises.
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    if run_dir.is_dir():
+        check_writable(run_dir, f"then continue with: czsl run --resume {run_dir}")
     with run_lock(run_dir) if run_dir.is_dir() else nullcontext():
+        if run_dir.is_dir():
+            tidy(run_dir)  # what a killed process left: temp files, a finished checkpoint
         checkpoint = load_checkpoint(run_dir)
         scenario_file = run_dir / "scenario.toml"
         scenario = load_scenario(scenario_file)
@@ -153,6 +189,12 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
             raise CZSLError(f"--resume {run_dir}: {scenario_file} was edited after the run "
                             "started; a run resumes with the scenario it started with. Undo "
                             "the edit, or start a new run with the edited scenario")
+        recorded = scenario.threads or torch.get_num_threads()  # 0: recorded before czsl kept it
+        if threads is not None and threads != recorded:
+            raise CZSLError(f"--resume {run_dir}: the run started with --threads {recorded} "
+                            f"(recorded in {scenario_file}) and its numbers depend on it; "
+                            f"drop --threads {threads}, or start a new run")
+        use_threads(recorded)
         if data_dir is None and checkpoint.data_dir is not None:
             data_dir = Path(checkpoint.data_dir)
         built = build_run(scenario, data_dir=data_dir, echo=echo)
@@ -168,8 +210,25 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
                             "the run started with, or start a new run")
         echo(f"note: resuming {run_dir} after task {checkpoint.step} "
              f"(tasks 0-{checkpoint.n_tasks - 1})")
-        return _train(built, run_dir, checkpoint.scenario, started=started,
-                      progress=progress, echo=echo, observers=observers, resume=checkpoint)
+        with _storage_faults(run_dir):
+            return _train(built, run_dir, checkpoint.scenario, started=started,
+                          progress=progress, echo=echo, observers=observers,
+                          resume=checkpoint)
+
+
+@contextlib.contextmanager
+def _storage_faults(run_dir: Path) -> Iterator[None]:
+    """Turn a storage fault met while the run writes into one line; the tasks saved
+    before it stay resumable."""
+    try:
+        yield
+    except OSError as exc:
+        then = (f"then continue with: czsl run --resume {run_dir}" if has_checkpoint(run_dir)
+                else "then start the run again")
+        error = storage_error(run_dir, exc, then)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started: float,
@@ -187,21 +246,22 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
     # live objects a plugin's state may point to: checkpointed as references
     refs = checkpoint_refs(learner, built.model, built.view)
 
-    history: list[torch.Tensor] = []
+    # what the run keeps of each step: O(T) numbers, never the logits of earlier steps
+    records: list[dict[str, torch.Tensor]] = []
     elapsed = 0.0  # training time of earlier sessions
     if resume is not None:
-        history = load_logits(run_dir, resume.step + 1, device)
+        records = [{k: v.to(device) for k, v in r.items()} for r in resume.records]
         built.start_task(resume.step)
         learner.load_state_dict(load_learner_state(resume.learner, refs))
         logger.purge_from(learner.clock.train_iterations)
         # the generators as they were at the end of the task, not as rebuilding left them
         set_rng_state(resume.rng)
         elapsed = resume.elapsed_s
-    first = len(history)
+    first = len(records)
     data_dir = None if built.data_dir is None else str(Path(built.data_dir).resolve())
 
     def save(end: TaskEnd) -> None:
-        _checkpoint(built, refs, run_dir, end.logits, step=end.step,
+        _checkpoint(built, refs, run_dir, step=end.step, records=end.records,
                     n_tasks=stream.n_tasks, scenario=document, data_dir=data_dir,
                     fingerprint=built.fingerprint(), plugin_classes=built.plugin_classes(),
                     elapsed_s=elapsed + time.perf_counter() - started, rng=rng_state())
@@ -229,19 +289,30 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
                 if failure is None:  # czsl's own code failed: a bug, keep its traceback
                     raise
                 raise failure from exc
+            with timed(timings, "metrics"):
+                record = metrics.step_record(logits, stream.test_y.to(device),
+                                             stream.class_to_task.to(device), step,
+                                             per_class=stream.per_class)
+                gzsl = static_gzsl(stream, logits)  # kept for the last step's results
+                if gzsl is not None:
+                    record.update({f"gzsl:{k}": v for k, v in gzsl.items()})
             end = TaskEnd(step=step, built=built, run_dir=run_dir, logits=logits,
-                          history=[*history, logits], timings=timings)
+                          records=[*records, record], timings=timings)
             for observer in everyone:
                 _observe(observer, end, timings)
-            history.append(logits)
+            records.append(record)
         with timed(timings, "results"):
-            results = results_document(scenario, built.dataset.source, stream,
-                                       torch.stack(history), device)
+            gzsl = {k.removeprefix("gzsl:"): v for k, v in records[-1].items()
+                    if k.startswith("gzsl:")}
+            results = results_document(
+                scenario, built.dataset.source, stream,
+                metrics.metrics_from_steps(records, per_class=stream.per_class), gzsl or None)
             results["generator"] = built.generator
             if built.generators:  # added only with generative replay: other runs unchanged
                 results["generator_losses"] = list(built.generators[0].losses.names)
             # a replay that read unseen classes' attributes during training says so
             results["semantic_transductive"] = built.view.semantic_transductive
+            results["runtime"] = runtime_settings(built)
             results["wall_time_s"] = elapsed + time.perf_counter() - started
             results = json_ready(results)
             logger.write_hparams(document, results)
@@ -257,7 +328,7 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
         for observer in everyone:
             observer.close()
         logger.close()
-    remove_checkpoint(run_dir)  # finished: nothing left to resume
+    tidy(run_dir)  # finished: nothing left to resume
     return RunResult(run_dir, results, timings)
 
 
@@ -271,8 +342,7 @@ def _observe(observer: Observer, end: TaskEnd, timings: dict[str, float]) -> Non
     timings[observer.name] = timings.get(observer.name, 0.0) + spent
 
 
-def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, logits: torch.Tensor,
-                **fields: Any) -> None:
+def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, **fields: Any) -> None:
     """Save a :class:`Checkpoint` of ``fields`` and the learner's state; name a plugin
     whose state cannot be saved."""
     step = fields["step"]
@@ -283,4 +353,4 @@ def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, logits: to
         raise unpicklable_error(exc, learner.extra_plugins, built.owners, refs,
                                 when=f"after task {step}",
                                 kept=what_is_kept(run_dir, step)) from exc.cause
-    save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields), logits)
+    save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields))

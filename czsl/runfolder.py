@@ -22,15 +22,17 @@ it without pulling in torch, numpy or TensorBoard.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from czsl.errors import CZSLError
+from czsl.errors import CZSLError, StorageError
 
 try:  # POSIX; elsewhere runs are not locked
     import fcntl
@@ -41,6 +43,62 @@ except ImportError:  # pragma: no cover - Windows
 SCENARIO_FILE = "scenario.toml"
 #: A finished run's figures, in a run folder.
 RESULTS_FILE = "results.json"
+#: An unfinished run's checkpoint folder, in a run folder (:mod:`czsl.checkpoint`).
+CHECKPOINT_DIR = "checkpoint"
+
+
+#: errno -> (what is wrong with the folder, what to do); the storage faults a user fixes
+_FAULTS = {
+    errno.EROFS: ("is on a read-only file system", "choose a writable folder"),
+    errno.EACCES: ("cannot be written (no permission)",
+                   "give your user write permission to it, or choose another folder"),
+    errno.ENOTDIR: ("cannot be a folder: a file is in its place or above it",
+                    "move the file away, or choose another folder"),
+    errno.ENOSPC: ("is on a full disk", "free some space"),
+    errno.EDQUOT: ("is over its disk quota", "free some space"),
+}
+_FAULTS[errno.EPERM] = _FAULTS[errno.EACCES]
+_FAULTS[errno.EEXIST] = _FAULTS[errno.ENOTDIR]
+
+
+def storage_error(folder: Path, exc: OSError, then: str) -> StorageError | None:
+    """One line for a storage fault met while writing in ``folder``, or ``None`` when
+    ``exc`` is not one (a bug, to be raised as it is).
+
+    :param folder: the folder czsl was writing in.
+    :param exc: the error.
+    :param then: what to do once it is fixed, e.g. ``"then run again"``.
+    """
+    fault = _FAULTS.get(exc.errno)
+    if fault is None:
+        return None
+    what, fix = fault
+    return StorageError(f"{folder} {what} ({exc.strerror}): {fix}, {then}")
+
+
+def check_writable(folder: Path, then: str = "then run again") -> None:
+    """Write (then remove) a probe file in ``folder``, or in the nearest folder above it
+    that exists (where it would be created), so that a storage fault stops a run before
+    its data are read. Creates nothing.
+
+    :param folder: the folder a run writes to.
+    :param then: what to do once the fault is fixed.
+    :raises StorageError: naming the folder and the fix.
+    """
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    try:
+        if not base.is_dir():  # a file where the folder, or one above it, should be
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        fd, probe = tempfile.mkstemp(dir=base, prefix=".czsl-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        error = storage_error(folder, exc, then)
+        if error is None:
+            raise
+        raise error from exc
 
 
 def new_run_dir(runs_dir: Path, name: str) -> Path:
@@ -56,6 +114,8 @@ def new_run_dir(runs_dir: Path, name: str) -> Path:
         try:
             path.mkdir()
         except FileExistsError:
+            if path.is_dir():  # finish the clean-up of a run killed at its end
+                tidy_if_idle(path)
             continue
         return path
     raise CZSLError(f"{runs_dir} has 10,000 runs named {name!r}; choose another --name")
@@ -75,6 +135,8 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            # mkstemp makes the file 0600; a run's files get the mode of any new file
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
@@ -88,6 +150,13 @@ def atomic_write(path: Path, write: Callable[[Any], None]) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -140,6 +209,28 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> Path:
     return path
 
 
+def tidy(run_dir: Path) -> None:
+    """Remove what a killed process left in ``run_dir``: the temporary files of
+    :func:`atomic_write`, and the checkpoint of a run that has finished (one killed
+    between writing ``results.json`` and removing its checkpoint). The caller holds
+    :func:`run_lock` (or the folder is its own).
+
+    :param run_dir: the run folder.
+    """
+    checkpoint = run_dir / CHECKPOINT_DIR
+    if (run_dir / RESULTS_FILE).is_file():
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    for folder in (run_dir, checkpoint):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            tmp.unlink(missing_ok=True)
+
+
+def tidy_if_idle(run_dir: Path) -> None:
+    """:func:`tidy` ``run_dir`` unless another process is running in it."""
+    with contextlib.suppress(CZSLError, OSError), run_lock(run_dir):
+        tidy(run_dir)
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``run_dir`` (released when the process dies).
@@ -162,5 +253,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-__all__ = ["RESULTS_FILE", "SCENARIO_FILE", "atomic_write", "atomic_write_text", "json_ready",
-           "new_run_dir", "run_lock", "write_results", "write_scenario"]
+__all__ = ["CHECKPOINT_DIR", "RESULTS_FILE", "SCENARIO_FILE", "atomic_write", "atomic_write_text",
+           "check_writable", "json_ready", "new_run_dir", "run_lock", "storage_error",
+           "tidy", "tidy_if_idle", "write_results", "write_scenario"]
