@@ -146,8 +146,10 @@ def test_a_resumed_run_shows_each_training_iteration_once_in_tensorboard(tmp_pat
 
 def test_killed_run_resumes_through_the_cli_to_the_same_results(tmp_path):
     """SIGKILL in the middle of a task, then ``czsl run --resume`` in a new process."""
+    # one thread in both processes: the run records its thread count, and this pytest
+    # process may have another than a fresh interpreter's default
     sets = ["--set", "data.synthesis.samples_per_class=20", "--set", "model.hidden_dims=[64]",
-            "--set", "regularizer=agem", "--set", "train.epochs=30"]
+            "--set", "regularizer=agem", "--set", "train.epochs=30", "--threads", "1"]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     run_dir = tmp_path / "killed" / "k"
     proc = subprocess.Popen([sys.executable, "-m", "czsl.cli", "run", "--no-progress",
