@@ -65,16 +65,7 @@ def acc_matrix_figure(acc_matrix: np.ndarray, step: int):
             if not math.isnan(value):
                 ax.text(k, t, f"{value:.0f}", ha="center", va="center", fontsize=8,
                         color="black" if value > 60 else "white")
-    # a label per task up to 10 tasks, then every 5th (tick labels are most of the
-    # figure's drawing time: benchmarks/speed.md)
-    every = 1 if n_tasks <= 10 else 5
-    ax.set_xticks(np.arange(0, n_tasks, every))
-    ax.set_yticks(np.arange(0, grid.shape[0], every))
-    ax.set_xlim(-0.5, n_tasks - 0.5)
-    ax.set_ylim(grid.shape[0] - 0.5, -0.5)
-    ax.set_xlabel("task k")
-    ax.set_ylabel("step t (after training task t)")
-    ax.set_title(f"accuracy a[t, k] after step {step}")
+    _task_axes(ax, n_tasks, grid.shape[0], f"accuracy a[t, k] after step {step}")
     ax.legend(loc="lower left", fontsize=8)
     return fig
 
@@ -130,14 +121,8 @@ def forgetting_matrix_figure(acc_matrix: np.ndarray, step: int):
             if not math.isnan(value):
                 ax.text(k, t, f"{value:.0f}", ha="center", va="center", fontsize=size,
                         color="white" if abs(value) > 0.6 * reach else "black")
-    every = 1 if n_tasks <= 10 else 5
-    ax.set_xticks(np.arange(0, n_tasks, every))
-    ax.set_yticks(np.arange(0, grid.shape[0], every))
-    ax.set_xlim(-0.5, n_tasks - 0.5)
-    ax.set_ylim(grid.shape[0] - 0.5, -0.5)
-    ax.set_xlabel("task k")
-    ax.set_ylabel("step t (after training task t)")
-    ax.set_title(f"forgetting: best earlier a[i<t, k] - a[t, k], step {step}")
+    _task_axes(ax, n_tasks, grid.shape[0],
+               f"forgetting: best earlier a[i<t, k] - a[t, k], step {step}")
     return fig
 
 
@@ -211,3 +196,19 @@ def runs_figure(runs: list[tuple[str, dict[str, list]]]):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return fig
+
+
+def _task_axes(ax, n_tasks: int, n_steps: int, title: str) -> None:
+    """Ticks, limits and labels of a step x task grid (x: task k, y: step t).
+
+    A label per task up to 10 tasks, then every 5th (tick labels are most of the
+    figure's drawing time: benchmarks/speed.md).
+    """
+    every = 1 if n_tasks <= 10 else 5
+    ax.set_xticks(np.arange(0, n_tasks, every))
+    ax.set_yticks(np.arange(0, n_steps, every))
+    ax.set_xlim(-0.5, n_tasks - 0.5)
+    ax.set_ylim(n_steps - 0.5, -0.5)
+    ax.set_xlabel("task k")
+    ax.set_ylabel("step t (after training task t)")
+    ax.set_title(title)
