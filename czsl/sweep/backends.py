@@ -4,10 +4,12 @@ Both hand :func:`czsl.sweep.worker.execute` one run spec at a time, each in a fr
 process (a run's threads, memory and plugin state never leak into the next), and
 report every outcome to ``on_done`` as it arrives.
 
-* ``local``: :class:`concurrent.futures.ProcessPoolExecutor` with ``spawn`` and
-  ``max_tasks_per_child=1``. A worker that dies (killed, out of memory) breaks the
-  pool; the runs it had not reported go to a fresh pool, where a run that had
-  checkpointed resumes.
+* ``local``: :class:`concurrent.futures.ProcessPoolExecutor` with
+  ``max_tasks_per_child=1``, its processes forked from a ``forkserver`` that has
+  imported czsl (torch and Avalanche: about 10 s a process that ``spawn`` would pay
+  again for every run) and done nothing else. A worker that dies (killed, out of
+  memory) breaks the pool; the runs it had not reported go to a fresh pool, where a
+  run that had checkpointed resumes.
 * ``ray``: plain Ray tasks (``num_cpus`` = threads per run, ``max_calls=1``; Ray
   retries a task whose worker died, and the claim it left is taken over). A local
   instance started here listens on 127.0.0.1 only.
@@ -37,15 +39,30 @@ def _lost(spec: dict[str, Any], why: str) -> dict[str, Any]:
             "summary": None, "seconds": 0.0, "lost": True}
 
 
+#: what the local backend's fork server imports once, so that a run's process starts
+#: with them imported (and nothing run)
+PRELOAD = ["czsl.sweep.worker", "czsl.run", "czsl_plugins"]
+
+
+def _fresh_process_context() -> multiprocessing.context.BaseContext:
+    """A context whose processes start as a fork of a server that imported
+    :data:`PRELOAD` and nothing else (``spawn`` where there is no ``forkserver``)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
 def run_local(specs: list[dict[str, Any]], *, jobs: int, on_done: OnDone) -> None:
-    """Run ``specs`` in a pool of ``jobs`` spawned processes, one process per run.
+    """Run ``specs`` in a pool of ``jobs`` processes, one fresh process per run.
 
     :raises KeyboardInterrupt: after stopping every worker (finished runs are kept;
         a run stopped mid-way keeps its last checkpoint).
     """
     attempts = {spec["id"]: 0 for spec in specs}
     remaining = list(specs)
-    context = multiprocessing.get_context("spawn")
+    context = _fresh_process_context()
     while remaining:
         lost = []
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
