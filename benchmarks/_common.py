@@ -1,5 +1,5 @@
-"""What several benchmark scripts share: the CZSL table's cells, the ``--raw`` /
-``--merge`` parts, and facts about the machine.
+"""What several benchmark scripts share: the CZSL table's cells, reading the sweep
+summaries their pages render from, and facts about the machine.
 
 Imported as ``benchmarks._common`` by scripts run with ``python -m benchmarks.NAME`` from
 the repository root.
@@ -7,13 +7,10 @@ the repository root.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
 from pathlib import Path
-
-from czsl.runfolder import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,31 +53,28 @@ def recorded_command(script: str, args: list[str] | str) -> str:
     return f"{threads_prefix()}python -m benchmarks.{script}" + (f" {args}" if args else "")
 
 
-def read_parts(paths) -> tuple[list[dict], list[str]]:
-    """The runs and commands of the ``--raw`` files ``paths``, for ``--merge``."""
-    records, commands = [], []
-    for path in paths:
-        saved = json.loads(Path(path).read_text())
-        records += saved["runs"]
-        commands.append(saved["command"])
-    return records, commands
+def load_summaries(paths) -> list[dict]:
+    """The sweep summaries at ``paths`` (``summary.json`` files or sweep folders,
+    :func:`czsl.sweep.summary.load_summary`), in order.
+
+    :raises SystemExit: with one line naming a path that is neither.
+    """
+    from czsl.errors import CZSLError
+    from czsl.sweep.summary import load_summary
+
+    try:
+        return [load_summary(Path(p)) for p in paths]
+    except CZSLError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
-def save_part(path, command, runs) -> None:
-    """Write the ``--raw`` file ``path`` whole: called after every run, since a long grid
-    may be cut short."""
-    atomic_write_text(path, json.dumps({"command": command, "runs": runs}, indent=1))
-
-
-def publish(out, render, records, new, commands, command) -> int:
-    """Render the parts read (``records``, ``commands``) and this run's ``new`` records
-    (made by ``command``) with ``render``; print the text and write it whole to ``out``."""
-    if new:
-        commands = [*commands, command]
-    text = render(records + new, commands)
-    print(text)
-    atomic_write_text(out, text)
-    return 0
+def page_notes(summaries) -> list[str]:
+    """The ``notes`` of ``summaries`` (where their runs come from) as page paragraphs,
+    each once, each followed by a blank line."""
+    seen: list[str] = []
+    for summary in summaries:
+        seen += [n for n in summary.get("notes", []) if n not in seen]
+    return [line for note in seen for line in (note, "")]
 
 
 def load_avg() -> list[float]:

@@ -1,39 +1,35 @@
 """The continual ZSL table: {Sequential, EWC-online, MAS, A-GEM, Multi-task} x ClassNorm on/off.
 
-    python -m benchmarks.czsl_table [--data-dir ../shared/data] [--datasets cub sun]
-        [--protocols grw classnorm] [--seeds 0 1 2] [--out benchmarks/czsl_table.md]
+    python -m benchmarks.czsl_table [--summary SUMMARY ...] [--out benchmarks/czsl_table.md]
 
-Each cell runs the shipped scenario (``scenarios/<dataset>_czsl.toml`` for ``grw``,
-``<dataset>_czsl_classnorm.toml`` for ``classnorm``) with the method swapped in by
-``--set`` overrides, for every seed, and reports mean ± std over seeds. With
-``../shared/data`` (metadata only) the runs are semi-synthetic and the table says so;
-pointed at a real xlsa17 folder the same command measures real features.
+Renders ``benchmarks/czsl_table.md`` from sweep summaries (:mod:`czsl.sweep.summary`):
+by default the committed ``benchmarks/sweeps/czsl_table.json`` and
+``benchmarks/sweeps/czsl_table_diagnostics.json``; a sweep folder works as well. The runs
+come from ``czsl sweep``::
 
-The full grid is hours of CPU time; it can be run in parts, each saving its runs with
-``--raw PART.json``, and the committed table rendered from all parts with
-``--merge PART.json ...`` (the parts' commands are listed in the table).
+    czsl sweep run benchmarks/grids/czsl_table.toml --data-dir ../shared/data
+    czsl sweep run benchmarks/grids/czsl_table_diagnostics.toml --data-dir ../shared/data
+    python -m benchmarks.czsl_table --summary sweeps/czsl_table sweeps/czsl_table_diagnostics
+
+Each cell of the grids runs the shipped scenario (``scenarios/<dataset>_czsl.toml``, with
+``protocol.name=classnorm`` for the ClassNorm protocol) with the method swapped in by
+``--set`` overrides, for every seed; the page shows mean ± std over seeds, ordering
+checks and the published figures. With ``../shared/data`` (metadata only) the runs are
+semi-synthetic and the page says so; pointed at a real xlsa17 folder the same commands
+measure real features. ``czsl sweep table`` renders the plain table of one summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import platform
-import shlex
 import statistics
 import sys
-import tempfile
-import time
-import warnings
 from pathlib import Path
 
-import torch
-
-from benchmarks._common import (CLASS_NORM, METHODS, ROOT, SCENARIO, publish, read_parts,
-                                recorded_command, save_part)
-from czsl.config import load_scenario
+from benchmarks._common import METHODS, ROOT, load_summaries, page_notes
 from czsl.metric_registry import SUMMARY, by_unit_then_name, of_scope
-from czsl.run import run_scenario
+from czsl.sweep.table import cell_stats
 
 DEFAULT_METHODS = ["Sequential", "EWC-online", "MAS", "A-GEM", "Multi-task"]
 #: the ordering checks' columns: forgetting against Sequential's
@@ -66,6 +62,16 @@ as in the reference.
 """
 
 
+#: the committed records the page renders from by default
+SUMMARIES = [ROOT / "benchmarks" / "sweeps" / "czsl_table.json",
+             ROOT / "benchmarks" / "sweeps" / "czsl_table_diagnostics.json"]
+HOW = ("Runs: `czsl sweep run benchmarks/grids/czsl_table.toml --data-dir ../shared/data` "
+       "and the same with `benchmarks/grids/czsl_table_diagnostics.toml`; their summaries "
+       "are committed as `benchmarks/sweeps/czsl_table.json` and "
+       "`benchmarks/sweeps/czsl_table_diagnostics.json` (copies of each sweep's "
+       "`summary.json`), from which `python -m benchmarks.czsl_table` renders this page.")
+
+
 def _cell(values, digits):
     values = [v for v in values if v is not None]
     if not values:
@@ -76,41 +82,61 @@ def _cell(values, digits):
     return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def _protocol(record):
-    return "classnorm" if record["scenario"].endswith("_classnorm") else "grw"
+def _stats_cell(runs, metric, digits):
+    """A metric's cell: :func:`czsl.sweep.table.cell_stats`, as mean ± std."""
+    s = cell_stats(runs, metric)
+    if s["mean"] is None:
+        return "–"
+    return f"{s['mean']:.{digits}f}" + (f" ± {s['std']:.{digits}f}" if s["std"] is not None
+                                        else "")
 
 
-def render(records, commands) -> str:
-    """The markdown table: one row per (data, protocol, method, ClassNorm), mean ± std
-    over the seeds found in ``records`` (one dict per run, as saved by ``--raw``)."""
+def group_runs(summaries) -> dict[tuple, list]:
+    """The finished runs of ``summaries`` by (dataset as the run reports it, protocol,
+    method, ClassNorm); the protocol is ``–`` where a grid has no protocol axis."""
     groups: dict[tuple, list] = {}
-    for rec in records:
-        key = (rec["dataset"], _protocol(rec), rec["method"], rec["class_norm"])
-        groups.setdefault(key, []).append(rec)
+    for summary in summaries:
+        for run in summary["runs"]:
+            if run["status"] != "done":
+                continue
+            labels = run["labels"]
+            key = (run["dataset"], labels.get("protocol", "–"), labels["method"],
+                   labels["class_norm"])
+            groups.setdefault(key, []).append(run)
+    return groups
+
+
+def render(summaries) -> str:
+    """The page: one row per (data, protocol, method, ClassNorm), mean ± std over the
+    seeds of the finished runs of ``summaries`` (sweep summaries), ordering checks and
+    the published figures."""
+    groups = group_runs(summaries)
+    runs_done = [r for runs in groups.values() for r in runs]
     order = {m: i for i, m in enumerate(METHODS)}
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], k[1], order[k[2]], k[3] != "+ CN")):
         runs = groups[key]
-        cells = [_cell([r[m.name] for r in runs], m.digits) for m in METRICS]
+        cells = [_stats_cell(runs, m.name, m.digits) for m in METRICS]
         seeds = ",".join(str(r["seed"]) for r in sorted(runs, key=lambda r: r["seed"]))
         rows.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {seeds} | "
-                    + " | ".join(cells) + f" | {_cell([r['wall_s'] for r in runs], 0)} |")
+                    + " | ".join(cells)
+                    + f" | {_cell([r['wall_time_s'] for r in runs], 0)} |")
     threads: dict[int, int] = {}
-    for rec in records:
-        threads[rec.get("threads", 2)] = threads.get(rec.get("threads", 2), 0) + 1
+    for run in runs_done:
+        threads[run["threads"]] = threads.get(run["threads"], 0) + 1
     thread_note = ", ".join(f"{n} runs with {t} torch thread{'s' * (t > 1)}"
                             for t, n in sorted(threads.items(), reverse=True))
     lines = ["# Continual ZSL table: regularizers x ClassNorm", ""]
-    if any("semi-synthetic" in r["dataset"] for r in records):
+    if any(r.get("semi_synthetic") for r in runs_done):
         lines += ["**SEMI-SYNTHETIC.** Real CUB / SUN metadata with features synthesised from "
                   "the attributes (the real ResNet-101 features are not available here). "
                   "Not comparable to the published real-data figures below.", ""]
-    lines += ["Made by " + "; ".join(f"`{c}`" for c in commands) + ". Mean ± std over the "
+    lines += [HOW + " Mean ± std over the "
               "seeds listed (a single value where there is one seed). Accuracies in %, "
               "forgetting as a fraction (final step). Wall time per run, on a 2-core "
               f"{platform.machine()} CPU shared with other jobs ({thread_note}; on a busy "
               "machine 1 thread is the faster, see speed.md), so wall times compare only "
-              "roughly.", "",
+              "roughly.", "", *page_notes(summaries),
               "| data | protocol | method | ClassNorm | seeds | "
               + "".join(f"{m.column} | " for m in METRICS) + "wall s |",
               "|" + "---|" * (6 + len(METRICS)), *rows, "",
@@ -131,7 +157,7 @@ def ordering(groups) -> list[str]:
                 statistics.stdev(values) if len(values) > 1 else float("nan"))
 
     def forgetting(runs):
-        return [r["forgetting_final"] for r in runs or []]
+        return [r["summary"]["forgetting_final"] for r in runs or []]
 
     lines = ["## Ordering checks", "",
              "Computed from the rows above. *Multi-task best mH*: is Multi-task's mean mH "
@@ -155,9 +181,9 @@ def ordering(groups) -> list[str]:
         if runs["Sequential"] is None:
             continue
         best = [m for m in DEFAULT_METHODS if runs[m]]
-        top = max(best, key=lambda m: stats([r["mH"] for r in runs[m]])[0])
+        top = max(best, key=lambda m: stats([r["summary"]["mH"] for r in runs[m]])[0])
         top_cell = (f"{'yes' if top == 'Multi-task' else 'no: ' + top} "
-                    f"({stats([r['mH'] for r in runs[top]])[0]:.1f})"
+                    f"({stats([r['summary']['mH'] for r in runs[top]])[0]:.1f})"
                     if runs["Multi-task"] else "–")
         reference = forgetting(runs["Sequential"]) + forgetting(runs["MAS λ=0"])
         ref_mean, ref_std = stats(reference)
@@ -192,55 +218,15 @@ def ordering(groups) -> list[str]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--datasets", nargs="*",
-                        help="datasets to run (default: cub sun, or none with --merge)")
-    parser.add_argument("--protocols", nargs="+", default=["grw", "classnorm"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=DEFAULT_METHODS,
-                        choices=list(METHODS))
+    parser.add_argument("--summary", nargs="+", type=Path, default=SUMMARIES,
+                        help="sweep summaries (summary.json files or sweep folders) to "
+                             "render (default: the committed benchmarks/sweeps/ records)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "czsl_table.md")
-    parser.add_argument("--raw", type=Path, help="also save every run's summary as JSON")
-    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="RAW",
-                        help="add the runs saved in these --raw files to the table (no new "
-                             "runs unless --datasets is also given)")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-
-    records, commands = read_parts(args.merge)
-    datasets = args.datasets if args.datasets is not None else ([] if args.merge
-                                                                 else ["cub", "sun"])
-    command = recorded_command(
-        "czsl_table", f"--data-dir {os.path.relpath(args.data_dir, ROOT)} --datasets "
-                      f"{' '.join(datasets)} --protocols {' '.join(args.protocols)} --seeds "
-                      f"{' '.join(map(str, args.seeds))} --methods {shlex.join(args.methods)}")
-    new = []
-    with tempfile.TemporaryDirectory() as runs:
-        for dataset in datasets:
-            for protocol in args.protocols:
-                name = SCENARIO[protocol].format(d=dataset)
-                for method in args.methods:
-                    for cn, cn_overrides in CLASS_NORM.items():
-                        for seed in args.seeds:
-                            scenario = load_scenario(
-                                ROOT / "scenarios" / f"{name}.toml",
-                                [*METHODS[method], *cn_overrides, f"seed={seed}",
-                                 *([f"replay.max_iterations={MULTITASK_CAP[dataset]}"]
-                                   if method == "Multi-task" else [])])
-                            started = time.perf_counter()
-                            res = run_scenario(scenario, data_dir=args.data_dir,
-                                               runs_dir=Path(runs), progress=False,
-                                               echo=lambda _: None).results
-                            wall = time.perf_counter() - started
-                            new.append({"scenario": name, "method": method, "class_norm": cn,
-                                        "seed": seed, "dataset": res["dataset"],
-                                        "threads": torch.get_num_threads(),
-                                        "wall_s": wall, **res["summary"]})
-                            print(f"{name} {method} {cn} seed {seed}: {wall:.0f} s "
-                                  f"{res['summary']}", file=sys.stderr, flush=True)
-                            if args.raw:
-                                save_part(args.raw, command, new)
-    return publish(args.out, render, records, new, commands, command)
+    text = render(load_summaries(args.summary))
+    print(text)
+    args.out.write_text(text, encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,32 +1,32 @@
 """Generative ZSL and generative replay on CUB / SUN, beside the published figures.
 
-    python -m benchmarks.generators [--data-dir ../shared/data] [--runs KEY ...]
-                                    [--raw PART.json] [--merge PART.json ...]
+    python -m benchmarks.generators [--summary SUMMARY] [--out benchmarks/generators.md]
 
-Runs static generative GZSL (``scenarios/{cub,sun}_gzsl_fclswgan.toml``, with the
+Renders ``benchmarks/generators.md`` from a sweep summary (:mod:`czsl.sweep.summary`): by
+default the committed ``benchmarks/sweeps/generators.json``; a sweep folder works as
+well. The runs come from ``czsl sweep``::
+
+    czsl sweep run benchmarks/grids/generators.toml --data-dir ../shared/data
+    python -m benchmarks.generators --summary sweeps/generators
+
+They are static generative GZSL (``scenarios/{cub,sun}_gzsl_fclswgan.toml``, with the
 f-CLSWGAN generator and with the VZSL CVAE) and continual ZSL with generative replay
-(``scenarios/{cub,sun}_czsl_generative_replay.toml``), and writes
-``benchmarks/generators.md``. With ``../shared/data`` (metadata only) the features are
-semi-synthetic and the tables say so; pointed at a real xlsa17 folder the same command
-measures real features. ``--raw`` saves every finished run at once (a long grid may be
-cut short); ``--merge`` renders from saved runs.
+(``scenarios/{cub,sun}_czsl_generative_replay.toml``), one per label of the grid's
+``run`` axis (:data:`RUNS`). With ``../shared/data`` (metadata only) the features are
+semi-synthetic and the page says so; pointed at a real xlsa17 folder the same commands
+measure real features.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
-import time
-import warnings
 from pathlib import Path
 
-from benchmarks._common import ROOT, publish, read_parts, recorded_command, save_part
-from czsl.config import load_scenario
-from czsl.run import run_scenario
+from benchmarks._common import ROOT, load_summaries, page_notes
 
-#: key: (scenario file, overrides, generator label)
+#: the grid's ``run`` label: (scenario file, overrides, generator label); the grid
+#: ``benchmarks/grids/generators.toml`` builds exactly these (tested)
 RUNS = {
     "cub_gzsl_fclswgan": ("cub_gzsl_fclswgan", [], "f-CLSWGAN"),
     "cub_gzsl_cvae": ("cub_gzsl_fclswgan", ["generator=cvae"], "CVAE (VZSL)"),
@@ -96,26 +96,56 @@ How these runs differ from the published ones:
 """
 
 
+_THREADS = {1: "one", 2: "two"}
+
+
 def _f(value, digits=1):
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def render(records: list[dict], commands: list[str]) -> str:
-    """The markdown page for the saved runs ``records``."""
+SUMMARY = ROOT / "benchmarks" / "sweeps" / "generators.json"
+HOW = ("Runs: `czsl sweep run benchmarks/grids/generators.toml --data-dir ../shared/data`; "
+       "its summary is committed as `benchmarks/sweeps/generators.json` (a copy of the "
+       "sweep's `summary.json`), from which `python -m benchmarks.generators` renders this "
+       "page.")
+
+
+def records_of(summary) -> list[dict]:
+    """The finished runs of a sweep summary as the page's rows, in the grid's order."""
+    out = []
+    for run in summary["runs"]:
+        if run["status"] != "done":
+            continue
+        key = run["labels"]["run"]
+        out.append({"key": key, "generator": RUNS[key][2] if key in RUNS else key,
+                    "dataset": run["dataset"],
+                    "kind": "static" if run["n_tasks"] == 1 else "continual",
+                    "threads": run["threads"], "seed": run["seed"],
+                    "wall_s": run["wall_time_s"], "summary": run["summary"],
+                    "gzsl": run.get("gzsl")})
+    return out
+
+
+def render(summary) -> str:
+    """The markdown page for the finished runs of the sweep summary ``summary``."""
+    records = records_of(summary)
     keys = list(RUNS)
     records = sorted(records, key=lambda r: (r["dataset"], keys.index(r["key"])
                                              if r["key"] in keys else len(keys)))
-    static = [r for r in records if r["kind"] == "static"]
-    continual = [r for r in records if r["kind"] == "continual"]
+    seeds = sorted({r["seed"] for r in records})
+    threads = sorted({r["threads"] for r in records})
     lines = ["# Generative ZSL and generative replay (semi-synthetic CUB / SUN)", "",
-             "Produced by:", ""]
-    lines += [f"    {c}" for c in commands]
-    lines += ["", "All runs: seed 0, one torch thread each, on 2 CPU cores shared with other "
+             HOW, "", *page_notes([summary])]
+    lines += [f"All runs: seed {', '.join(map(str, seeds))}, "
+              f"{' or '.join(_THREADS.get(t, str(t)) for t in threads)} torch thread"
+              f"{'s' * (threads != [1])} each, on 2 CPU cores shared with other "
               "jobs (wall times are "
               "inflated by that load).", "", "## Static generative GZSL (xlsa17 proposed "
               "split, one task)", "",
               "| dataset | generator | ZSL top-1 | u | s | H | AUSUC | wall s | published "
               "(real features) |", "|---|---|---|---|---|---|---|---|---|"]
+    static = [r for r in records if r["kind"] == "static"]
+    continual = [r for r in records if r["kind"] == "continual"]
     shown: set = set()
 
     def published(table, record):
@@ -124,7 +154,7 @@ def render(records: list[dict], commands: list[str]) -> str:
         if (id(table), data) in shown:
             return "(as above)"
         shown.add((id(table), data))
-        return table[data]
+        return table.get(data, "–")
 
     for r in static:
         g = r["gzsl"]
@@ -147,40 +177,16 @@ def render(records: list[dict], commands: list[str]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--runs", nargs="*", choices=list(RUNS),
-                        help="runs to do (default: all, or none with --merge)")
+    parser.add_argument("--summary", type=Path, default=SUMMARY,
+                        help="the sweep's summary.json or folder (default: the committed "
+                             "benchmarks/sweeps/generators.json)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "generators.md")
-    parser.add_argument("--raw", type=Path, help="also save every run's figures as JSON")
-    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="RAW",
-                        help="add the runs saved in these --raw files")
     args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-
-    records, commands = read_parts(args.merge)
-    keys = args.runs if args.runs is not None else ([] if args.merge else list(RUNS))
-    command = recorded_command("generators", f"--data-dir "
-                               f"{os.path.relpath(args.data_dir, ROOT)} --runs "
-                               f"{' '.join(keys)}")
-    new = []
-    with tempfile.TemporaryDirectory() as runs:
-        for key in keys:
-            name, overrides, label = RUNS[key]
-            scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml", overrides)
-            started = time.perf_counter()
-            res = run_scenario(scenario, data_dir=args.data_dir, runs_dir=Path(runs),
-                               progress=False, echo=lambda _: None).results
-            wall = time.perf_counter() - started
-            record = {"key": key, "generator": label, "dataset": res["dataset"],
-                      "kind": "static" if res["n_tasks"] == 1 else "continual",
-                      "semantic_transductive": res["semantic_transductive"],
-                      "wall_s": wall, "summary": res["summary"], "gzsl": res.get("gzsl")}
-            new.append(record)
-            print(f"{key}: {wall:.0f} s {res['summary']} {res.get('gzsl')}", file=sys.stderr,
-                  flush=True)
-            if args.raw:
-                save_part(args.raw, command, new)
-    return publish(args.out, render, records, new, commands, command)
+    [summary] = load_summaries([args.summary])
+    text = render(summary)
+    print(text)
+    args.out.write_text(text, encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
 """czsl beside the authors' own code on identical data: ClassNorm's static ZSL notebook.
 
     python -m benchmarks.parity [--data-dir ../shared/data] [--classnorm CHECKOUT]
-                                [--seeds 0 1 2] [--runs KEY ...]
-                                [--raw PART.json] [--merge PART.json ...]
+                                [--seeds 0 1 2] [--runs KEY ...] [--render]
 
 Writes the semi-synthetic CUB (real metadata, features synthesised from the attributes,
 feature seed 0) as a genuine xlsa17 folder (``czsl.data.write_xlsa17``: ``res101.mat`` +
@@ -12,8 +11,11 @@ code of the authors' ZSL notebook (``class-norm-for-czsl.ipynb``) on the same fo
 only the run-time edits listed in :data:`NOTEBOOK_EDITS` (their code is read from the
 checkout, never copied here). Every run is a child process; its CPU seconds (user +
 system, from the operating system) and the machine's load average around it are
-recorded. ``--raw`` saves every finished run at once; ``--merge`` renders from saved runs.
-The table says SEMI-SYNTHETIC: its figures are not real-feature figures.
+recorded. Every finished run is saved at once in the record ``benchmarks/parity.json``
+(a run of the same key and seed replaces the old one; the authors' notebook is not a czsl
+run, so a ``czsl sweep`` cannot hold these), and ``parity.md`` is rendered from the whole
+record; ``--render`` only renders. The table says SEMI-SYNTHETIC: its figures are not
+real-feature figures.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from benchmarks._common import publish, read_parts, save_part
+from czsl.runfolder import atomic_write_text
+
+#: every run's figures and the commands that made them: what parity.md renders from
+RECORD = ROOT / "benchmarks" / "parity.json"
 
 #: The notebook of github.com/universome/class-norm whose ZSL code is run.
 NOTEBOOK = "class-norm-for-czsl.ipynb"
@@ -84,6 +89,21 @@ AUTHORS = "classnorm_notebook"
 LABELS = {AUTHORS: "ClassNorm authors' ZSL notebook (2 x 1024, ClassNorm twice in the "
                    "second layer, divides by the variance, 50 epochs, StepLR at 25)",
           **{key: label for key, (label, _, _) in CZSL_RUNS.items()}}
+
+
+def read_record(path: Path) -> tuple[list[dict], list[str]]:
+    """The runs and commands saved in the record ``path`` (none if it does not exist)."""
+    try:
+        saved = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return [], []
+    return saved["runs"], saved["commands"]
+
+
+def save_record(path: Path, runs: list[dict], commands: list[str]) -> None:
+    """Write the record ``path`` whole (after every run: a long batch may be cut short)."""
+    atomic_write_text(path, json.dumps({"commands": commands, "runs": runs}, indent=1,
+                                       ensure_ascii=False) + "\n")
 
 
 def run_notebook(checkout: Path, root: Path, seed: int) -> None:
@@ -203,7 +223,9 @@ def render(records: list[dict], commands: list[str]) -> str:
               for what, old, new in NOTEBOOK_EDITS]
     lines += ["", "XLSA17 is the folder written here; SEED the row's seed. The download "
               "cell (`%%bash`) is skipped: the data are already there."]
-    lines += ["", "Commands (with `nice -n 10`, `OMP_NUM_THREADS=1`):", ""]
+    lines += ["", "Every run's figures are kept in `benchmarks/parity.json`, which the "
+              "commands below added to; `python -m benchmarks.parity --render` renders this "
+              "page from it.", "", "Commands (with `nice -n 10`, `OMP_NUM_THREADS=1`):", ""]
     lines += [f"* `{c}`" for c in commands]
     return "\n".join(lines) + "\n"
 
@@ -215,11 +237,12 @@ def main(argv=None) -> int:
                         help="a checkout of github.com/universome/class-norm")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--runs", nargs="*", choices=[AUTHORS, *CZSL_RUNS],
-                        help="runs to do (default: all, or none with --merge)")
+                        help="runs to do (default: all)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: render the page from the record")
+    parser.add_argument("--record", type=Path, default=RECORD,
+                        help="the JSON record runs are added to and the page rendered from")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "parity.md")
-    parser.add_argument("--raw", type=Path, help="also save every run's figures as JSON")
-    parser.add_argument("--merge", nargs="+", type=Path, default=[], metavar="RAW",
-                        help="add the runs saved in these --raw files")
     parser.add_argument("--notebook", nargs=3, metavar=("CHECKOUT", "ROOT", "SEED"),
                         help=argparse.SUPPRESS)  # the child process of one authors' run
     args = parser.parse_args(argv)
@@ -227,8 +250,9 @@ def main(argv=None) -> int:
         run_notebook(Path(args.notebook[0]), Path(args.notebook[1]), int(args.notebook[2]))
         return 0
 
-    records, commands = read_parts(args.merge)
-    keys = args.runs if args.runs is not None else ([] if args.merge else [AUTHORS, *CZSL_RUNS])
+    records, commands = read_record(args.record)
+    keys = [] if args.render else (args.runs if args.runs is not None
+                                   else [AUTHORS, *CZSL_RUNS])
     if AUTHORS in keys and args.classnorm is None:
         if args.runs is not None:
             parser.error(f"--runs {AUTHORS} needs --classnorm CHECKOUT")
@@ -236,7 +260,8 @@ def main(argv=None) -> int:
     command = (f"python -m benchmarks.parity --data-dir {os.path.relpath(args.data_dir, ROOT)}"
                + (" --classnorm CHECKOUT" if AUTHORS in keys else "")
                + f" --seeds {' '.join(map(str, args.seeds))} --runs {' '.join(keys)}")
-    new: list[dict] = []
+    if keys:
+        commands = [*commands, command]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if keys:
@@ -251,13 +276,16 @@ def main(argv=None) -> int:
                 else:
                     record = run_czsl(key, work / "xlsa17", seed, work)
                 record.update(key=key, seed=seed)
-                new.append(record)
+                records = [r for r in records if (r["key"], r["seed"]) != (key, seed)]
+                records.append(record)
                 print(f"{key} seed {seed}: u {record['u']:.1f} s {record['s']:.1f} "
                       f"H {record['H']:.1f} CPU {record['cpu_s']:.0f} s", file=sys.stderr,
                       flush=True)
-                if args.raw:
-                    save_part(args.raw, command, new)
-    return publish(args.out, render, records, new, commands, command)
+                save_record(args.record, records, commands)
+    text = render(records, commands)
+    print(text)
+    atomic_write_text(args.out, text)
+    return 0
 
 
 if __name__ == "__main__":

@@ -60,11 +60,35 @@ def test_a_changed_notebook_is_refused(tmp_path):
         parity.run_notebook(checkout, tmp_path, seed=0)
 
 
-def test_parity_md_is_rendered_from_its_parts():
+def test_parity_md_is_rendered_from_its_record():
     parity = _parity()
-    records, commands = parity.read_parts(sorted((REPO / "benchmarks" / "parity_parts")
-                                                 .glob("*.json")))
-    assert records, "benchmarks/parity_parts holds the measured runs"
+    records, commands = parity.read_record(REPO / "benchmarks" / "parity.json")
+    assert records, "benchmarks/parity.json holds the measured runs"
     text = parity.render(records, commands)
-    assert text == (REPO / "benchmarks" / "parity.md").read_text()
+    assert text == (REPO / "benchmarks" / "parity.md").read_text(encoding="utf-8")
     assert "SEMI-SYNTHETIC" in text and "DATASET = 'CUB'" in text
+
+
+def test_a_run_replaces_its_key_and_seed_in_the_record(tmp_path, monkeypatch):
+    """New runs go into the record at once; a rerun of a key and seed replaces the old one;
+    --render runs nothing and renders the same page from the record."""
+    parity = _parity()
+    record, out = tmp_path / "parity.json", tmp_path / "parity.md"
+    old = {"zsl": 1.0, "u": 1.0, "s": 1.0, "H": 1.0, "cpu_s": 1.0, "wall_s": 1.0,
+           "load": [1.0, 1.0], "dataset": "CUB (semi-synthetic)", "key": "czsl_reference",
+           "seed": 0}
+    parity.save_record(record, [old, {**old, "seed": 1}], ["cmd a"])
+    monkeypatch.setattr(parity, "run_czsl", lambda key, root, seed, work: {
+        **old, "u": 2.0, "H": 3.0})
+    monkeypatch.setattr("czsl.data.load_dataset", lambda *a, **k: None)
+    monkeypatch.setattr("czsl.data.write_xlsa17", lambda *a, **k: None)
+    assert parity.main(["--runs", "czsl_reference", "--seeds", "0", "--record", str(record),
+                        "--out", str(out)]) == 0
+    runs, commands = parity.read_record(record)
+    assert sorted((r["seed"], r["u"]) for r in runs) == [(0, 2.0), (1, 1.0)]
+    assert commands[0] == "cmd a" and "--runs czsl_reference" in commands[1]
+    page = out.read_text(encoding="utf-8")
+    assert page == parity.render(runs, commands)
+    out.unlink()
+    assert parity.main(["--render", "--record", str(record), "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == page and parity.read_record(record)[1] == commands

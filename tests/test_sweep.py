@@ -299,28 +299,3 @@ def test_a_diverged_run_is_recorded_and_never_retried(tmp_path, capsys, recorded
     assert _sweep(capsys, "run", grid, "--out", out, "--retry-failed")[0] == 0
     assert recorded == []
     assert "| Huge lr | 1 diverged |" in _sweep(capsys, "table", out)[1]
-
-
-def test_the_czsl_table_grid_resolves_to_the_benchmark_scripts_scenarios():
-    """benchmarks/grids/czsl_table.toml is the grid benchmarks/czsl_table.py loops over."""
-    import importlib.util
-
-    from czsl.config import load_scenario, scenario_to_dict
-    from czsl.sweep.grid import check_cells, parse_grid
-
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("czsl_bench_table_for_sweep",
-                                                  repo / "benchmarks" / "czsl_table.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    grid = parse_grid(repo / "benchmarks" / "grids" / "czsl_table.toml")
-    cells = grid.cells()
-    assert len(cells) == 2 * 2 * len(bench.DEFAULT_METHODS) * len(bench.CLASS_NORM) * 3
-    for cell, scenario in zip(cells, check_cells(grid, cells)):
-        d, p, m, cn = (cell.labels[k] for k in ("dataset", "protocol", "method", "class_norm"))
-        expected = load_scenario(
-            repo / "scenarios" / f"{bench.SCENARIO[p].format(d=d)}.toml",
-            [*bench.METHODS[m], *bench.CLASS_NORM[cn], f"seed={cell.seed}",
-             *([f"replay.max_iterations={bench.MULTITASK_CAP[d]}"] if m == "Multi-task"
-               else [])])
-        assert scenario_to_dict(scenario) == scenario_to_dict(expected), cell.describe()

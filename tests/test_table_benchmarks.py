@@ -1,15 +1,22 @@
-"""benchmarks/czsl_table.py and benchmarks/generators.py: their tables are rendered from
-the committed parts, and the ordering checks say what the numbers say."""
+"""benchmarks/czsl_table.py and benchmarks/generators.py: their pages are rendered from the
+committed sweep summaries, their grids build the scenarios the pages describe, a real
+(synthetic) sweep renders to its runs' figures, and the ordering checks say what the
+numbers say."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
+import statistics
 from pathlib import Path
 
 import pytest
 
+from tests.sweep_helpers import FAST
+
 REPO = Path(__file__).resolve().parents[1]
+GRIDS = REPO / "benchmarks" / "grids"
 
 
 def _load(name):
@@ -17,19 +24,13 @@ def _load(name):
     return importlib.import_module(f"benchmarks.{name}")
 
 
-def _records(folder):
-    records, commands = [], []
-    for path in sorted((REPO / "benchmarks" / folder).glob("*.json")):
-        saved = json.loads(path.read_text())
-        records += saved["runs"]
-        commands.append(saved["command"])
-    return records, commands
-
-
 def _run(method, seed, forgetting, mh, cn="+ CN"):
-    return {"scenario": "cub_czsl", "method": method, "class_norm": cn, "seed": seed,
-            "dataset": "CUB (semi-synthetic)", "wall_s": 1.0, "threads": 1, "mAUC": 1.0,
-            "mH": mh, "mJA": 1.0, "mSA": 1.0, "mUA": 1.0, "forgetting_final": forgetting}
+    """A finished run as a sweep summary holds it."""
+    return {"labels": {"dataset": "cub", "protocol": "grw", "method": method,
+                       "class_norm": cn}, "seed": seed, "threads": 1, "status": "done",
+            "dataset": "CUB (semi-synthetic)", "wall_time_s": 1.0,
+            "summary": {"mAUC": 1.0, "mH": mh, "mJA": 1.0, "mSA": 1.0, "mUA": 1.0,
+                        "forgetting_final": forgetting}}
 
 
 def test_ordering_checks_tell_real_differences_from_noise():
@@ -47,9 +48,7 @@ def test_ordering_checks_tell_real_differences_from_noise():
 
 
 def _ordering_cells(table, runs):
-    groups = {}
-    for r in runs:
-        groups.setdefault((r["dataset"], "grw", r["method"], r["class_norm"]), []).append(r)
+    groups = table.group_runs([{"runs": runs}])
     [row] = [line for line in table.ordering(groups) if line.startswith("| CUB")]
     return [c.strip() for c in row.strip("|").split("|")]
 
@@ -71,19 +70,161 @@ def test_placebo_runs_join_sequentials_reference():
                                     "+0.009 ± 0.014 (noise)")
 
 
-@pytest.mark.parametrize("script, folder, out", [
-    ("czsl_table", "czsl_table_parts", "czsl_table.md"),
-    ("generators", "generators_parts", "generators.md"),
+def _summaries(names):
+    from czsl.sweep.summary import load_summary
+
+    return [load_summary(REPO / "benchmarks" / "sweeps" / f"{n}.json") for n in names]
+
+
+@pytest.mark.parametrize("script, names, out", [
+    ("czsl_table", ["czsl_table", "czsl_table_diagnostics"], "czsl_table.md"),
+    ("generators", ["generators"], "generators.md"),
 ])
-def test_committed_tables_are_rendered_from_the_committed_parts(script, folder, out):
-    records, commands = _records(folder)
-    assert records, f"benchmarks/{folder} holds no runs"
-    committed = (REPO / "benchmarks" / out).read_text()
-    rendered = _load(script).render(records, commands)
-    assert rendered == committed, (f"benchmarks/{out} is not what its parts give: re-run "
-                                   f"python benchmarks/{script}.py --merge "
-                                   f"benchmarks/{folder}/*.json")
-    assert "semi-synthetic" in committed
+def test_committed_pages_are_rendered_from_the_committed_summaries(script, names, out):
+    summaries = _summaries(names)
+    assert all(s["runs"] for s in summaries)
+    committed = (REPO / "benchmarks" / out).read_text(encoding="utf-8")
+    module = _load(script)
+    rendered = module.render(summaries if script == "czsl_table" else summaries[0])
+    assert rendered == committed, (f"benchmarks/{out} is not what its summaries give: run "
+                                   f"python -m benchmarks.{script}")
+    assert "semi-synthetic" in committed and "_parts" not in committed
+
+
+@pytest.mark.parametrize("name", ["czsl_table", "czsl_table_diagnostics", "generators"])
+def test_committed_summaries_hold_their_grids_cells(name):
+    """Each committed summary lists the cells of its grid, in the grid's order, with the
+    labels, seeds and overrides ``czsl sweep run`` gives them."""
+    from czsl.sweep.grid import parse_grid
+
+    [summary] = _summaries([name])
+    grid = parse_grid(GRIDS / f"{name}.toml")
+    cells = grid.cells()
+    assert [(r["labels"], r["seed"], r["overrides"]) for r in summary["runs"]] == [
+        (c.labels, c.seed, c.overrides) for c in cells]
+    assert summary["axes"] == {a: list(labels) for a, labels in grid.axes.items()}
+    assert summary["table"] == grid.table and summary["seeds"] == grid.seeds
+    assert len({r["id"] for r in summary["runs"]}) == len(cells)
+
+
+def _same(scenario, expected, what):
+    from czsl.config import scenario_to_dict
+
+    assert scenario_to_dict(scenario) == scenario_to_dict(expected), what
+
+
+@pytest.mark.parametrize("name, methods", [
+    ("czsl_table", ["Sequential", "EWC-online", "MAS", "A-GEM", "Multi-task"]),
+    ("czsl_table_diagnostics", ["MAS λ=0", "MAS γ=0.95"]),
+])
+def test_the_table_grids_build_the_pages_scenarios(name, methods):
+    """The grids' cells are the page's: the shipped scenario of each dataset and protocol,
+    the method and ClassNorm overrides of ``benchmarks._common``, ClassNorm's cap on
+    Multi-task."""
+    from benchmarks._common import CLASS_NORM, METHODS, SCENARIO
+    from czsl.config import load_scenario
+    from czsl.sweep.grid import check_cells, parse_grid
+
+    table = _load("czsl_table")
+    grid = parse_grid(GRIDS / f"{name}.toml")
+    cells = grid.cells()
+    protocols = ["grw", "classnorm"] if name == "czsl_table" else ["grw"]
+    assert len(cells) == 2 * len(protocols) * len(methods) * len(CLASS_NORM) * 3
+    assert list(grid.axes["method"]) == methods
+    for cell, scenario in zip(cells, check_cells(grid, cells)):
+        d, p, m, cn = (cell.labels[k] for k in ("dataset", "protocol", "method", "class_norm"))
+        expected = load_scenario(
+            REPO / "scenarios" / f"{SCENARIO[p].format(d=d)}.toml",
+            [*METHODS[m], *CLASS_NORM[cn], f"seed={cell.seed}",
+             *([f"replay.max_iterations={table.MULTITASK_CAP[d]}"] if m == "Multi-task"
+               else [])])
+        _same(scenario, expected, cell.describe())
+
+
+def test_the_generators_grid_builds_the_pages_runs():
+    from czsl.config import load_scenario
+    from czsl.sweep.grid import check_cells, parse_grid
+
+    runs = _load("generators").RUNS
+    grid = parse_grid(GRIDS / "generators.toml")
+    cells = grid.cells()
+    assert [c.labels["run"] for c in cells] == list(runs) and grid.seeds == [0]
+    for cell, scenario in zip(cells, check_cells(grid, cells)):
+        file, overrides, _ = runs[cell.labels["run"]]
+        _same(scenario, load_scenario(REPO / "scenarios" / f"{file}.toml", overrides),
+              cell.describe())
+
+
+@pytest.fixture(scope="module")
+def synthetic_sweep(tmp_path_factory):
+    """A real sweep of two runs (synthetic data, one epoch): one method, two seeds.
+
+    ``czsl sweep run`` plans, claims, runs and summarises as always; only its local
+    backend runs the two specs in this process (``tests/test_sweep.py`` covers the
+    process pool), which saves the start-up of two fresh interpreters."""
+    import torch
+
+    from czsl.cli import main
+    from czsl.sweep import backends, worker
+
+    def in_process(specs, *, jobs, on_done):
+        for spec in specs:
+            on_done(worker.execute(spec))
+
+    root = tmp_path_factory.mktemp("bench_sweep")
+    grid = root / "grid.toml"
+    grid.write_text("\n".join([
+        "[sweep]", "seeds = [0, 1]", f"set = {json.dumps(FAST)}", "",
+        "[axes.run]", '"gr" = []', "[axes.method]", 'Sequential = ["regularizer=none"]',
+        "[axes.class_norm]", '"+ CN" = ["model.class_norm=true"]', ""]))
+    out = root / "out"
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # the worker sets them
+            mp.setenv(var, os.environ.get(var, str(threads)))
+        mp.setattr(backends, "run_local", in_process)
+        try:
+            assert main(["sweep", "run", str(grid), "--out", str(out)]) == 0
+        finally:
+            torch.set_num_threads(threads)
+    results = [json.loads(p.read_text()) for p in sorted(out.glob("runs/*/results.json"))]
+    assert len(results) == 2
+    return out, sorted(results, key=lambda r: r["seed"])
+
+
+def test_a_sweep_renders_to_its_runs_figures_in_the_czsl_table(synthetic_sweep):
+    from benchmarks._common import load_summaries
+
+    out, results = synthetic_sweep
+    table = _load("czsl_table")
+    text = table.render(load_summaries([out]))
+    [row] = [line for line in text.splitlines() if "| Sequential | + CN |" in line]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:5] == [results[0]["dataset"], "–", "Sequential", "+ CN", "0,1"]
+
+    def cell(values, digits):
+        return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+    assert cells[5:-1] == [cell([r["summary"][m.name] for r in results], m.digits)
+                           for m in table.METRICS]
+    assert cells[-1] == cell([r["wall_time_s"] for r in results], 0)
+    assert "2 runs with 1 torch thread" in text
+
+
+def test_a_sweep_renders_to_its_runs_figures_in_the_generators_page(synthetic_sweep):
+    from benchmarks._common import load_summaries
+
+    out, results = synthetic_sweep
+    [summary] = load_summaries([out])
+    text = _load("generators").render(summary)
+    rows = [line for line in text.splitlines() if line.startswith(f"| {results[0]['dataset']}")]
+    assert len(rows) == 2  # continual runs, one per seed, in seed order
+    for row, res, published in zip(rows, results, ["–", "(as above)"]):
+        s = res["summary"]
+        assert row == (f"| {res['dataset']} | gr | {s['mSA']:.1f} | {s['mUA']:.1f} | "
+                       f"{s['mH']:.1f} | {s['mJA']:.1f} | {s['mAUC']:.1f} | "
+                       f"{s['forgetting_final']:.3f} | {res['wall_time_s']:.0f} | {published} |")
+    assert "All runs: seed 0, 1, one torch thread each" in text
 
 
 def test_peak_parts_split_the_final_forgetting_of_the_metrics_module():

@@ -11,7 +11,10 @@ committed without the run folders (a benchmark's record) and read back by
   label), ``seed``, ``threads``, ``overrides`` (every ``--set``, in order), ``status``
   (:data:`czsl.sweep.store.STATUSES`), ``error`` (one line, failed / diverged runs), and
   for finished runs ``summary`` (results.json's), ``steps`` (its per-step figures) and
-  ``dataset``, ``features``, ``semi_synthetic``, ``n_tasks``, ``wall_time_s``.
+  ``dataset``, ``features``, ``semi_synthetic``, ``n_tasks``, ``wall_time_s`` and
+  ``gzsl`` (the static protocol's figures, else ``None``);
+* optionally ``notes``: paragraphs about where the runs come from (a summary converted
+  from runs made before ``czsl sweep``, say); ``czsl sweep run`` writes none.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from czsl.sweep.store import STATUSES, SweepDir, write_json
 
 FORMAT = 1
 #: the results.json fields a summary keeps per run, besides its summary metrics
-_KEPT = ("dataset", "features", "semi_synthetic", "n_tasks", "wall_time_s")
+_KEPT = ("dataset", "features", "semi_synthetic", "n_tasks", "wall_time_s", "gzsl")
 
 
 def build_summary(store: SweepDir, plan: dict[str, Any]) -> dict[str, Any]:
