@@ -200,6 +200,7 @@ def test_each_step_shows_once_in_tensorboard_after_a_resume(tmp_path, monkeypatc
         run_scenario(scenario, runs_dir=tmp_path / "runs", **QUIET)
     monkeypatch.undo()
     assert load_checkpoint(run_dir).step == 1
+    saved_time = load_checkpoint(run_dir).elapsed_s
     before, _ = _board(run_dir)
     assert [s for s, _ in before["step/SA"]] == [0, 1, 2]  # step 2 reached TensorBoard
     # a second stop (at task 3) and a second resume: no point doubles across sessions
@@ -207,7 +208,9 @@ def test_each_step_shows_once_in_tensorboard_after_a_resume(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         resume_run(run_dir, **QUIET)
     monkeypatch.undo()
-    _same(resume_run(run_dir, **QUIET).results, reference.results)
+    resumed = resume_run(run_dir, **QUIET).results
+    _same(resumed, reference.results)
+    assert resumed["wall_time_s"] > saved_time > 0  # the sessions' times add up
 
     shown, per_file = _board(run_dir)
     expected, _ = _board(reference.run_dir)
