@@ -137,25 +137,69 @@ class RunLogger:
     It keeps no metric state: everything a chart shows comes from the arguments of each
     call, so a resumed run can create a new ``RunLogger`` on the same folder and go on
     logging at step ``k`` (TensorBoard reads all event files of a folder as one run).
+    The event file is opened at the first write, so a session opens exactly one (a
+    resumed one with its purge step, :meth:`purge_from`) and one that writes nothing
+    leaves none.
 
     :param run_dir: the run's folder (from :func:`czsl.runfolder.new_run_dir`).
     """
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+        self._writer: SummaryWriter | None = None
+        self._purge_step: int | None = None
+        self._shown: set[tuple[str, int]] | None = None  # read on resume, at first use
         self._layout_for: int | None = None  # the layout is written at the first step
 
+    @property
+    def writer(self) -> SummaryWriter:
+        """The session's event file writer (opened at the first use)."""
+        if self._writer is None:
+            self._writer = SummaryWriter(log_dir=str(self.run_dir),
+                                         purge_step=self._purge_step)
+        return self._writer
+
     def purge_from(self, iteration: int) -> None:
-        """Hide what an interrupted session logged from training iteration ``iteration``
-        on (the loss points of the task it did not finish), so a resumed run shows each
-        iteration once: TensorBoard drops earlier events whose step is at least
-        ``iteration`` (``SummaryWriter(purge_step=...)``). Per-task charts, whose x is
-        the step, keep their points (a step is logged once it is over).
+        """Continue a stopped run: hide what an interrupted session logged from training
+        iteration ``iteration`` on, and never log a per-step point twice.
+
+        Training iterations: the loss points of the task the interrupted session did
+        not finish are hidden by TensorBoard, which drops earlier events whose step is
+        at least ``iteration`` (``SummaryWriter(purge_step=...)``), so each iteration
+        shows once. Per-step charts, whose x is the step: a session can be stopped after
+        it logged a step and before that step's checkpoint was written (or halfway
+        through logging it), and the resumed session trains and logs that step again.
+        So the points the folder already shows (read with TensorBoard's own
+        ``EventAccumulator``, which applies the earlier sessions' purges, less those at
+        an x of at least ``iteration``, which this session's purge hides) are not
+        logged again by :meth:`log_step` and :meth:`write_hparams`: each step shows once
+        whatever the point of the stop. (The values are the same: a resumed run
+        recomputes the step exactly.)
+
+        :param iteration: the learner's training iterations at the checkpoint.
         """
-        self.writer.close()
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=int(iteration))
+        if self._writer is not None:  # a logger that already wrote: a new event file
+            self._writer.close()
+            self._writer = None
+        self._purge_step = int(iteration)
+        self._shown = None
         self._layout_for = None
+
+    def _is_new(self, tag: str, step: int) -> bool:
+        """Whether the point ``(tag, step)`` is not shown yet (always, unless resumed)."""
+        if self._purge_step is None:
+            return True
+        if self._shown is None:
+            self._shown = shown_points(self.run_dir, before=self._purge_step)
+        return (tag, int(step)) not in self._shown
+
+    def _scalar(self, tag: str, value: float, step: int) -> None:
+        if self._is_new(tag, step):
+            self.writer.add_scalar(tag, value, step)
+
+    def _image(self, tag: str, pixels: Any, step: int) -> None:
+        if self._is_new(tag, step):
+            self.writer.add_image(tag, pixels, step, dataformats="HWC")
 
     def log_step(self, step: int, run: czsl_metrics.RunMetrics,
                  curve: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -176,7 +220,7 @@ class RunLogger:
         unseen = _finite(values["UA"])
         for key, value in values.items():
             if _finite(value) and (unseen or key not in registry.NEED_UNSEEN):
-                self.writer.add_scalar(f"step/{key}", value, step)
+                self._scalar(f"step/{key}", value, step)
         acc = run.acc_matrix[:step + 1].detach().to("cpu", torch.float64)  # [step+1, T]
         n_tasks = acc.shape[1]
         if self._layout_for != n_tasks:  # the per-task charts need the number of tasks
@@ -186,20 +230,20 @@ class RunLogger:
         for prefix, row in (("task_acc", acc[step]), ("task_forgetting", task_drop)):
             for k, value in enumerate(row.tolist()):
                 if _finite(value):
-                    self.writer.add_scalar(task_tag(prefix, k, n_tasks), value, step)
-        self.writer.add_image("figures/acc_matrix",
-                              figure_pixels(acc_matrix_figure(acc.numpy(), step)), step,
-                              dataformats="HWC")
-        self.writer.add_image("figures/forgetting_matrix",
-                              figure_pixels(forgetting_matrix_figure(acc.numpy(), step)),
-                              step, dataformats="HWC")
-        if curve is not None and unseen:
+                    self._scalar(task_tag(prefix, k, n_tasks), value, step)
+        if self._is_new("figures/acc_matrix", step):
+            self._image("figures/acc_matrix",
+                        figure_pixels(acc_matrix_figure(acc.numpy(), step)), step)
+        if self._is_new("figures/forgetting_matrix", step):
+            self._image("figures/forgetting_matrix",
+                        figure_pixels(forgetting_matrix_figure(acc.numpy(), step)), step)
+        if curve is not None and unseen and self._is_new("figures/seen_unseen_curve", step):
             unseen_acc, seen_acc = (c.detach().to("cpu", torch.float64).numpy() for c in curve)
             figure = seen_unseen_figure(unseen_acc, seen_acc, step, sa=values["SA"],
                                         ua=values["UA"], ausuc=values["AUSUC"])
-            self.writer.add_image("figures/seen_unseen_curve", figure_pixels(figure), step,
-                                  dataformats="HWC")
-        self.writer.flush()
+            self._image("figures/seen_unseen_curve", figure_pixels(figure), step)
+        if self._writer is not None:
+            self._writer.flush()
 
     def log_losses(self, iteration: int, loss: float, total: float) -> None:
         """The losses of one training mini-batch (see :class:`LossLogger`).
@@ -241,16 +285,46 @@ class RunLogger:
         defaults = plugin_defaults()
         own = scenario_hparams(document, results, defaults)
         for summary in summaries(own, neighbours(self.run_dir, defaults), tags):
-            self.writer.file_writer.add_summary(summary, last)
+            if all(self._is_new(value.tag, last) for value in summary.value):
+                self.writer.file_writer.add_summary(summary, last)
         for key, tag in zip(HPARAM_METRICS, tags):
             value = results["summary"].get(key)
             if _finite(value):
-                self.writer.add_scalar(tag, value, last)
-        self.writer.flush()
+                self._scalar(tag, value, last)
+        if self._writer is not None:
+            self._writer.flush()
 
     def close(self) -> None:
-        """Flush and close the event file."""
-        self.writer.close()
+        """Flush and close the event file (if the session opened one)."""
+        if self._writer is not None:
+            self._writer.close()
+
+
+def shown_points(run_dir: Path, before: int | None = None) -> set[tuple[str, int]]:
+    """``(tag, step)`` of every point TensorBoard shows from the event files of
+    ``run_dir`` (not its sub-folders): scalars, images and tensors (HParams' summaries
+    are tensors), read with TensorBoard's ``EventAccumulator`` (which drops what a later
+    session's purge hides, as TensorBoard does). It holds every point in memory while it
+    reads (the images too): a resumed run reads its folder once.
+
+    :param run_dir: a run folder.
+    :param before: leave out the points at a step of at least ``before`` (those the
+        purge step ``before`` of a new session will hide).
+    """
+    if not any(Path(run_dir).glob("events.out.tfevents.*")):
+        return set()
+    from tensorboard.backend.event_processing import event_accumulator as ea
+
+    keep_all = {kind: 0 for kind in (ea.SCALARS, ea.IMAGES, ea.TENSORS, ea.AUDIO,
+                                     ea.HISTOGRAMS, ea.COMPRESSED_HISTOGRAMS)}
+    acc = ea.EventAccumulator(str(run_dir), size_guidance=keep_all)
+    acc.Reload()
+    tags = acc.Tags()
+    points = {(tag, event.step)
+              for kind, read in ((ea.SCALARS, acc.Scalars), (ea.IMAGES, acc.Images),
+                                 (ea.TENSORS, acc.Tensors))
+              for tag in tags[kind] for event in read(tag)}
+    return {(tag, step) for tag, step in points if before is None or step < before}
 
 
 class LossLogger(SupervisedPlugin):

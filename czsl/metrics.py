@@ -98,6 +98,12 @@ classes or thresholds; all steps of a run are evaluated in one batch. Accumulati
 in float64, so results do not depend on the device or on sample order beyond rounding
 (a device without float64, such as Apple MPS, is not supported). Logits must be finite
 (NaN or infinite logits give undefined results); targets must lie in ``[0, C)``.
+
+Every figure of a step follows from four numbers per test sample (its best seen and
+best unseen logit and their classes), so a run scores its test set in chunks of
+samples as the model produces them (:class:`StepScorer`) and never holds the ``[N, C]``
+logits: a step's memory is ``O(B * C + N + C)`` for chunks of ``B`` samples, and its
+figures are bit for bit those of the whole logits.
 """
 
 from __future__ import annotations
@@ -109,11 +115,17 @@ import torch
 
 __all__ = [
     "RunMetrics",
+    "StepScorer",
+    "curve_from_scores",
     "forgetting_measure",
+    "gzsl_from_scores",
     "gzsl_metrics",
+    "metrics_from_steps",
+    "record_from_scores",
     "run_metrics",
     "seen_unseen_curve",
     "step_metrics",
+    "step_record",
 ]
 
 _STEP_KEYS = ("SA", "UA", "H", "JA", "AUSUC")
@@ -141,12 +153,49 @@ def _harmonic(seen: torch.Tensor, unseen: torch.Tensor) -> torch.Tensor:
     return torch.where(total == 0, torch.zeros_like(total), 2 * seen * unseen / total)
 
 
+def _sides(logits: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The per-sample reductions every metric is computed from.
+
+    Each sample's best class within the seen and within the unseen side (``torch.max``
+    returns the first, i.e. lowest-index, maximum on ties). The other side is hidden by
+    adding ``-inf`` (adding 0 keeps a finite logit exact); one buffer serves both sides.
+    Every output row depends on its own logits row only, so the reductions of a test set
+    fed in chunks of samples, concatenated, are those of the whole set (:class:`StepScorer`).
+
+    :param logits: ``[S, N, C]`` (or ``[1, N, C]``, broadcast against ``seen``).
+    :param seen: ``[S, C]`` bool, which classes are seen at each step.
+    :return: ``max_s, arg_s, max_u, arg_u``, each ``[S, N]``.
+    """
+    logits = logits.detach()  # metrics never need a graph (and out= refuses one)
+    hide_unseen = torch.zeros(seen.shape, dtype=logits.dtype, device=logits.device)
+    hide_unseen.masked_fill_(~seen, float("-inf"))                                # [S, C]
+    hide_seen = torch.zeros_like(hide_unseen).masked_fill_(seen, float("-inf"))   # [S, C]
+    masked = logits + hide_unseen[:, None, :]                                     # [S, N, C]
+    max_s, arg_s = masked.max(dim=-1)                                             # [S, N]
+    torch.add(logits, hide_seen[:, None, :], out=masked)
+    max_u, arg_u = masked.max(dim=-1)                                             # [S, N]
+    return max_s, arg_s, max_u, arg_u
+
+
 def _evaluate(logits: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
               per_class: bool) -> dict[str, torch.Tensor]:
     """All per-step quantities for a batch of steps.
 
     :param logits: ``[S, N, C]`` logits of ``S`` steps on the same ``N`` test samples.
     :param targets: ``[N]`` class ids in ``[0, C)``, on the logits' device.
+    :param seen: ``[S, C]`` bool, which classes are seen at each step.
+    :param per_class: accuracy convention (module docstring).
+    :return: see :func:`_evaluate_sides`.
+    """
+    return _evaluate_sides(_sides(logits, seen), targets, seen, per_class)
+
+
+def _evaluate_sides(sides: tuple[torch.Tensor, ...], targets: torch.Tensor,
+                    seen: torch.Tensor, per_class: bool) -> dict[str, torch.Tensor]:
+    """All per-step quantities from the per-sample reductions of :func:`_sides`.
+
+    :param sides: ``max_s, arg_s, max_u, arg_u``, each ``[S, N]``.
+    :param targets: ``[N]`` class ids in ``[0, C)``, on the same device.
     :param seen: ``[S, C]`` bool, which classes are seen at each step.
     :param per_class: accuracy convention (module docstring).
     :return: ``[S]`` float64 tensors ``SA, UA, H, JA, AUSUC, zsl`` (percent; ``zsl`` is the
@@ -156,9 +205,10 @@ def _evaluate(logits: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
         ``curve``: the AUSUC sweep's ``(unseen_acc, seen_acc, exists)``, each ``[S, N+1]``
         (fractions; ``exists`` marks the vertices a calibration bias can reach).
     """
-    n_steps, n, n_classes = logits.shape
-    device, f64 = logits.device, torch.float64
-    logits = logits.detach()  # metrics never need a graph (and out= refuses one)
+    max_s, arg_s, max_u, arg_u = sides
+    n_steps, n_classes = seen.shape
+    n = targets.shape[0]
+    device, f64 = targets.device, torch.float64
 
     # Per-class sample counts and the convention's class weights. (index_add_ sums 0/1
     # values, which is exact in float64 in any order, so it is deterministic on GPU too.)
@@ -171,17 +221,6 @@ def _evaluate(logits: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor,
     class_mass = counts * class_w          # [C]: n_c (per sample) or 1 if n_c > 0 (per class)
     sample_w = class_w[targets]            # [N]
 
-    # Best class within the seen and within the unseen side (torch.max returns the first,
-    # i.e. lowest-index, maximum on ties). The other side is hidden by adding -inf (adding
-    # 0 keeps a finite logit exact); one buffer serves both sides.
-    hide_unseen = torch.zeros(seen.shape, dtype=logits.dtype, device=device)
-    hide_unseen.masked_fill_(~seen, float("-inf"))                                # [S, C]
-    hide_seen = torch.zeros_like(hide_unseen).masked_fill_(seen, float("-inf"))   # [S, C]
-    masked = logits + hide_unseen[:, None, :]                                     # [S, N, C]
-    max_s, arg_s = masked.max(dim=-1)                                             # [S, N]
-    torch.add(logits, hide_seen[:, None, :], out=masked)
-    max_u, arg_u = masked.max(dim=-1)                                             # [S, N]
-    del masked
     # Argmax over all classes, rebuilt from the two sides: the larger side wins, a tie
     # between the sides goes to the lower class index (torch.argmax semantics).
     pred = torch.where(max_s > max_u, arg_s,
@@ -412,6 +451,81 @@ def run_metrics(logits_history: torch.Tensor, targets: torch.Tensor,
                       task_forgetting=per_task, per_class=per_class)
 
 
+class StepScorer:
+    """One step's test logits, reduced chunk by chunk to what every metric needs.
+
+    Call it with the logits of consecutive test samples, in order (``scorer(chunk)``,
+    ``[B, C]`` each); it keeps each sample's best seen and best unseen logit and class
+    (:func:`_sides`) and whether every logit was finite, and drops the chunk. Scoring a
+    test set of ``N`` samples in chunks of ``B`` then needs ``O(S * (B * C + N) + C)``
+    memory instead of the ``[N, C]`` logits, and every figure computed from it
+    (:func:`record_from_scores`, :func:`gzsl_from_scores`, :func:`curve_from_scores`)
+    is identical to the one computed from the whole logits: the reductions are row by
+    row, and everything after them is the same code on the same ``[N]`` vectors.
+
+    :param seen: ``[S, C]`` (or ``[C]``) bool on the logits' device: the seen classes of
+        each split the step is scored under (row 0: the step's own; a static run adds
+        its fixed split).
+    """
+
+    def __init__(self, seen: torch.Tensor) -> None:
+        if seen.ndim == 1:
+            seen = seen[None]
+        if seen.ndim != 2:
+            raise ValueError("seen must be a [S, C] or [C] bool tensor")
+        self.seen = seen.to(torch.bool)
+        self._parts: list[tuple[torch.Tensor, ...]] = []
+        self._finite: torch.Tensor | None = None
+        self._joined: tuple[torch.Tensor, ...] | None = None
+
+    def __call__(self, logits: torch.Tensor) -> None:
+        """Add the logits ``[B, C]`` of the next ``B`` test samples."""
+        if logits.ndim != 2:
+            raise ValueError(f"logits must be [B, C], got shape {tuple(logits.shape)}")
+        if logits.shape[1] != self.seen.shape[1]:
+            raise ValueError(f"logits have {logits.shape[1]} classes but the seen mask "
+                             f"has {self.seen.shape[1]}")
+        if not logits.is_floating_point():
+            raise ValueError(f"logits must be a floating-point tensor, got {logits.dtype}")
+        logits = logits.detach()
+        self._parts.append(_sides(logits[None], self.seen.to(logits.device)))
+        finite = torch.isfinite(logits).all()  # stays on the device: no host read
+        self._finite = finite if self._finite is None else self._finite & finite
+        self._joined = None
+
+    @property
+    def n_samples(self) -> int:
+        """Test samples added so far."""
+        return sum(part[0].shape[1] for part in self._parts)
+
+    @property
+    def finite(self) -> bool:
+        """Every logit added was finite (one host read)."""
+        return self._finite is None or bool(self._finite)
+
+    def evaluate(self, targets: torch.Tensor, row: int, per_class: bool
+                 ) -> dict[str, torch.Tensor]:
+        """:func:`_evaluate` of split ``row`` (its outputs have one step, ``[1, ...]``).
+
+        :param targets: ``[N]`` integer class ids of the samples added, in order.
+        :param row: which seen mask (row of ``seen``).
+        :param per_class: accuracy convention (module docstring).
+        """
+        if not self._parts:
+            raise ValueError("no test samples: every metric would be undefined")
+        if targets.ndim != 1 or targets.shape[0] != self.n_samples:
+            raise ValueError(f"targets must have shape [N] = [{self.n_samples}], "
+                             f"got {tuple(targets.shape)}")
+        if targets.is_floating_point() or targets.dtype == torch.bool:
+            raise ValueError(f"targets must be an integer tensor, got {targets.dtype}")
+        if self._joined is None:
+            self._joined = tuple(torch.cat(parts, dim=-1) for parts in zip(*self._parts))
+        sides = tuple(part[row:row + 1] for part in self._joined)        # [1, N] each
+        seen = self.seen[row:row + 1].to(sides[0].device)
+        return _evaluate_sides(sides, targets.to(device=sides[0].device, dtype=torch.long),
+                               seen, per_class)
+
+
 def step_record(logits: torch.Tensor, targets: torch.Tensor, class_to_task: torch.Tensor,
                 step: int, *, per_class: bool) -> dict[str, torch.Tensor]:
     """What a run keeps of step ``step``: the numbers :func:`metrics_from_steps` needs.
@@ -419,7 +533,9 @@ def step_record(logits: torch.Tensor, targets: torch.Tensor, class_to_task: torc
     A run scores each step when it ends and drops its logits, so its memory and its
     checkpoint hold ``O(S * T)`` numbers, not ``S`` times ``[N, C]`` logits. The row of
     step ``step`` is computed exactly as :func:`run_metrics` computes it within the whole
-    history (the same operations on the same row), so the results are identical.
+    history (the same operations on the same row), so the results are identical. A run
+    scores its test set in chunks instead (:class:`StepScorer`,
+    :func:`record_from_scores`), with the same result.
 
     :param logits: ``[N, C]`` logits of the whole test set after task ``step``.
     :param targets: ``[N]`` integer class ids in ``[0, C)``.
@@ -429,10 +545,28 @@ def step_record(logits: torch.Tensor, targets: torch.Tensor, class_to_task: torc
     :return: ``SA``, ``UA``, ``H``, ``JA``, ``AUSUC`` (each ``[1]``, float64) and
         ``acc_row`` (``[1, T]``: accuracy on each task's test samples).
     """
-    logits = logits[None]
-    targets, class_to_task, n_tasks = _prepare(logits, targets, class_to_task)
+    targets, class_to_task, _ = _prepare(logits[None], targets, class_to_task)
     steps = torch.tensor([step], device=logits.device)
-    result = _evaluate(logits, targets, _seen_at(class_to_task, steps), per_class)
+    scorer = StepScorer(_seen_at(class_to_task, steps))
+    scorer(logits)
+    return record_from_scores(scorer, targets, class_to_task, per_class=per_class)
+
+
+def record_from_scores(scores: StepScorer, targets: torch.Tensor,
+                       class_to_task: torch.Tensor, *, per_class: bool,
+                       row: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`step_record` of a step scored in chunks.
+
+    :param scores: the step's scorer, every test sample added; row ``row`` of its seen
+        masks is the step's (``0 <= class_to_task <= step``).
+    :param targets: ``[N]`` integer class ids in ``[0, C)``.
+    :param class_to_task: ``[C]`` integer task of each class, ``-1`` for never trained.
+    :param per_class: the accuracy convention.
+    :param row: which of the scorer's seen masks is the step's.
+    """
+    result = scores.evaluate(targets, row, per_class)
+    class_to_task = class_to_task.to(device=result["class_mass"].device, dtype=torch.long)
+    n_tasks = int(class_to_task.max()) + 1 if class_to_task.numel() else 0
     return {**{key: result[key] for key in _STEP_KEYS},
             "acc_row": _task_acc(result, class_to_task, n_tasks)}
 
@@ -482,7 +616,17 @@ def gzsl_metrics(logits: torch.Tensor, targets: torch.Tensor, seen_mask: torch.T
         unseen classes only), ``u`` and ``s`` (argmax over all classes), ``H``, ``AUSUC``.
     :raises ValueError: on inconsistent shapes.
     """
-    result = _evaluate_one(logits, targets, seen_mask, per_class)
+    return _gzsl(_evaluate_one(logits, targets, seen_mask, per_class))
+
+
+def gzsl_from_scores(scores: StepScorer, targets: torch.Tensor, *, per_class: bool = True,
+                     row: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`gzsl_metrics` of logits scored in chunks, with the split of row ``row`` of
+    the scorer's seen masks."""
+    return _gzsl(scores.evaluate(targets, row, per_class))
+
+
+def _gzsl(result: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {"zsl_top1": result["zsl"][0], "u": result["UA"][0], "s": result["SA"][0],
             "H": result["H"][0], "AUSUC": result["AUSUC"][0]}
 
@@ -512,7 +656,18 @@ def seen_unseen_curve(logits: torch.Tensor, targets: torch.Tensor, seen_mask: to
     :raises ValueError: on inconsistent shapes.
     """
     seen = seen_mask.to(device=logits.device, dtype=torch.bool)
-    result = _evaluate_one(logits, targets, seen_mask, per_class)
+    return _curve(_evaluate_one(logits, targets, seen_mask, per_class), seen)
+
+
+def curve_from_scores(scores: StepScorer, targets: torch.Tensor, *, per_class: bool,
+                      row: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`seen_unseen_curve` of logits scored in chunks, with the seen classes of row
+    ``row`` of the scorer's seen masks."""
+    return _curve(scores.evaluate(targets, row, per_class), scores.seen[row])
+
+
+def _curve(result: dict[str, torch.Tensor], seen: torch.Tensor
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     unseen_acc, seen_acc, exists = (part[0] for part in result["curve"])  # [N+1] each
     if not seen.any():
         u = 100 * unseen_acc[-1]

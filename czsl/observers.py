@@ -44,7 +44,9 @@ class TaskEnd:
     :param step: the task just trained and tested.
     :param built: the run's components.
     :param run_dir: the run folder.
-    :param logits: ``[N_test, C]`` test logits after this task.
+    :param scores: the test logits after this task, reduced to what the metrics need
+        (:class:`czsl.metrics.StepScorer`; row 0 of its seen masks is this step's): a
+        run never holds the ``[N_test, C]`` logits of the whole test set.
     :param records: :func:`czsl.metrics.step_record` of every step so far, this one last
         (a run keeps these, not the logits of earlier steps).
     :param timings: the run's timings, into which :attr:`metrics` adds its time.
@@ -53,7 +55,7 @@ class TaskEnd:
     step: int
     built: BuiltRun
     run_dir: Path
-    logits: torch.Tensor
+    scores: metrics.StepScorer
     records: list[dict[str, torch.Tensor]]
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -68,10 +70,8 @@ class TaskEnd:
     def curve(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This step's seen-unseen curve (:func:`czsl.metrics.seen_unseen_curve`)."""
         with timed(self.timings, "metrics"):
-            stream, device = self.built.stream, self.built.device
-            return metrics.seen_unseen_curve(self.logits, stream.test_y.to(device),
-                                             stream.seen_mask(self.step).to(device),
-                                             per_class=stream.per_class)
+            return metrics.curve_from_scores(self.scores, self.built.stream.test_y,
+                                             per_class=self.built.stream.per_class)
 
 
 class Observer:
@@ -99,7 +99,7 @@ class DivergenceCheck(Observer):
     name = "divergence check"
 
     def after_task(self, end: TaskEnd) -> None:
-        if not bool(torch.isfinite(end.logits).all()):
+        if not end.scores.finite:
             raise DivergenceError(diverged(end.built.model, end.step, end.built.scenario))
 
 

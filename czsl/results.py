@@ -71,18 +71,29 @@ def results_document(scenario: Scenario, source: str, stream: CZSLStream,
     return out
 
 
-def static_gzsl(stream: CZSLStream, logits: torch.Tensor) -> dict[str, torch.Tensor] | None:
-    """The static protocol's GZSL figures (:func:`czsl.metrics.gzsl_metrics`) of a step's
-    test logits; ``None`` for other protocols.
-
-    :param stream: the run's task stream.
-    :param logits: ``[N_test, C]`` test logits.
-    """
+def static_split(stream: CZSLStream) -> torch.Tensor | None:
+    """``[C]`` bool: the static protocol's seen classes (those of its one training task);
+    ``None`` for other protocols."""
     if stream.protocol.name != "static":
         return None
-    device = logits.device
-    return metrics.gzsl_metrics(logits, stream.test_y.to(device), stream.seen_mask(0).to(device),
-                                per_class=stream.per_class)
+    return stream.seen_mask(0)
+
+
+def static_gzsl(stream: CZSLStream, scores: metrics.StepScorer
+                ) -> dict[str, torch.Tensor] | None:
+    """The static protocol's GZSL figures (:func:`czsl.metrics.gzsl_from_scores`) of a
+    step's test logits; ``None`` for other protocols.
+
+    :param stream: the run's task stream.
+    :param scores: the step's test logits, scored under the step's split (row 0) and,
+        where it differs, :func:`static_split` (row 1).
+    """
+    split = static_split(stream)
+    if split is None:
+        return None
+    row = 0 if torch.equal(scores.seen[0].cpu(), split) else 1
+    return metrics.gzsl_from_scores(scores, stream.test_y, per_class=stream.per_class,
+                                    row=row)
 
 
 def _cell(metric: registry.Metric, value: float | None, width: int = 5) -> str:

@@ -52,8 +52,9 @@ from czsl.config import Scenario, load_scenario, scenario_to_dict
 from czsl.errors import CZSLError, DivergenceError, PluginError
 from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, StepLogger,
                             TaskEnd, timed)
-from czsl.predict import predict
-from czsl.results import resolved_protocol, results_document, static_gzsl
+from czsl.predict import predict_batches
+from czsl.results import (resolved_protocol, results_document, static_gzsl,
+                          static_split)
 from czsl.runfolder import (check_writable, json_ready, new_run_dir, run_lock, storage_error,
                             tidy, write_results, write_scenario)
 
@@ -276,10 +277,12 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
                 built.start_task(step)
                 with timed(timings, "training"):
                     learner.train_task(step)
+                # scored chunk by chunk: the [N_test, C] logits are never held at once
+                scores = metrics.StepScorer(_splits(stream, step).to(device))
                 with timed(timings, "testing"):
-                    logits = predict(built.model, stream.test_x, n_classes=stream.n_classes,
-                                     batch_size=scenario.train.eval_batch_size,
-                                     device=device)  # [N_test, C]
+                    predict_batches(built.model, stream.test_x, n_classes=stream.n_classes,
+                                    batch_size=scenario.train.eval_batch_size,
+                                    device=device, each=scores)
             except Exception as exc:
                 failure = plugin_failure(exc, built.owners, step, run_dir)
                 if failure is None and isinstance(exc, PluginError):
@@ -290,13 +293,13 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
                     raise
                 raise failure from exc
             with timed(timings, "metrics"):
-                record = metrics.step_record(logits, stream.test_y.to(device),
-                                             stream.class_to_task.to(device), step,
-                                             per_class=stream.per_class)
-                gzsl = static_gzsl(stream, logits)  # kept for the last step's results
+                record = metrics.record_from_scores(scores, stream.test_y.to(device),
+                                                    stream.class_to_task.to(device),
+                                                    per_class=stream.per_class)
+                gzsl = static_gzsl(stream, scores)  # kept for the last step's results
                 if gzsl is not None:
                     record.update({f"gzsl:{k}": v for k, v in gzsl.items()})
-            end = TaskEnd(step=step, built=built, run_dir=run_dir, logits=logits,
+            end = TaskEnd(step=step, built=built, run_dir=run_dir, scores=scores,
                           records=[*records, record], timings=timings)
             for observer in everyone:
                 _observe(observer, end, timings)
@@ -330,6 +333,16 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
         logger.close()
     tidy(run_dir)  # finished: nothing left to resume
     return RunResult(run_dir, results, timings)
+
+
+def _splits(stream: Any, step: int) -> torch.Tensor:
+    """``[S, C]``: the seen classes a step is scored under: the step's own, and the
+    static protocol's fixed split (:func:`czsl.results.static_gzsl`) where it differs."""
+    own = stream.seen_mask(step)
+    fixed = static_split(stream)
+    if fixed is None or torch.equal(fixed, own):
+        return own[None]
+    return torch.stack([own, fixed])
 
 
 def _observe(observer: Observer, end: TaskEnd, timings: dict[str, float]) -> None:

@@ -42,7 +42,8 @@ from czsl.config import load_scenario
 from czsl.data import make_synthetic, write_npz
 from czsl.errors import CZSLError, PluginError
 from czsl.learner import ZSLLearner
-from czsl.board import LossLogger
+from czsl.observers import Checkpointer
+from czsl.board import LossLogger, RunLogger
 from czsl.run import resume_run, run_scenario
 from czsl.runfolder import run_lock
 from tests.conftest import write_plugin_package
@@ -142,6 +143,85 @@ def test_a_resumed_run_shows_each_training_iteration_once_in_tensorboard(tmp_pat
         acc.Reload()
         steps[name] = [e.step for e in acc.Scalars("train/loss")]
     assert steps["resumed"] == steps["reference"]
+
+
+def _board(run_dir) -> tuple[dict[str, list[tuple[int, object]]], list[int]]:
+    """What TensorBoard shows of a run folder: ``tag -> [(step, value)]`` of every
+    scalar and image, and the number of summary values in each event file."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0,
+                                                         "tensors": 0})
+    acc.Reload()
+    shown = {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
+             for tag in acc.Tags()["scalars"]}
+    shown.update({tag: [(e.step, e.encoded_image_string) for e in acc.Images(tag)]
+                  for tag in acc.Tags()["images"]})
+    per_file = [sum(len(event.summary.value) for event in EventFileLoader(str(f)).Load())
+                for f in sorted(run_dir.glob("events.out.tfevents.*"))]
+    return shown, per_file
+
+
+def _stop_between_board_and_checkpoint(monkeypatch, step):
+    save = Checkpointer.after_task
+
+    def killed(self, end):
+        if end.step == step:  # TensorBoard has the step (log_step flushes), no checkpoint
+            raise KeyboardInterrupt
+        return save(self, end)
+
+    monkeypatch.setattr(Checkpointer, "after_task", killed)
+
+
+def _stop_halfway_through_logging(monkeypatch, step):
+    image = RunLogger._image
+
+    def killed(self, tag, pixels, at):
+        if at == step and tag == "figures/forgetting_matrix":
+            self.writer.flush()  # the scalars and the first figure are on disk
+            raise KeyboardInterrupt
+        return image(self, tag, pixels, at)
+
+    monkeypatch.setattr(RunLogger, "_image", killed)
+
+
+@pytest.mark.parametrize("stop", [_stop_between_board_and_checkpoint,
+                                  _stop_halfway_through_logging],
+                         ids=["between_board_and_checkpoint", "halfway_through_logging"])
+def test_each_step_shows_once_in_tensorboard_after_a_resume(tmp_path, monkeypatch, stop):
+    """A step logged (wholly or in part) before the stop and logged again by the resumed
+    session shows once, with the values of an uninterrupted run, and no session leaves
+    an empty event file."""
+    scenario = load_scenario(None, FAST + ["threads=1"])
+    reference = run_scenario(scenario, runs_dir=tmp_path / "ref", **QUIET)
+    run_dir = tmp_path / "runs" / "synthetic"
+    stop(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(scenario, runs_dir=tmp_path / "runs", **QUIET)
+    monkeypatch.undo()
+    assert load_checkpoint(run_dir).step == 1
+    saved_time = load_checkpoint(run_dir).elapsed_s
+    before, _ = _board(run_dir)
+    assert [s for s, _ in before["step/SA"]] == [0, 1, 2]  # step 2 reached TensorBoard
+    # a second stop (at task 3) and a second resume: no point doubles across sessions
+    _interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        resume_run(run_dir, **QUIET)
+    monkeypatch.undo()
+    resumed = resume_run(run_dir, **QUIET).results
+    _same(resumed, reference.results)
+    assert resumed["wall_time_s"] > saved_time > 0  # the sessions' times add up
+
+    shown, per_file = _board(run_dir)
+    expected, _ = _board(reference.run_dir)
+    assert len(per_file) == 3 and min(per_file) > 0  # one event file per session, none empty
+    assert shown.keys() == expected.keys()
+    for tag, points in shown.items():
+        steps = [s for s, _ in points]
+        assert len(steps) == len(set(steps)), (tag, steps)
+        assert steps == [s for s, _ in expected[tag]], tag
+        if not isinstance(points[0][1], bytes):  # scalars: the uninterrupted run's values
+            assert points == expected[tag], tag
 
 
 def test_killed_run_resumes_through_the_cli_to_the_same_results(tmp_path):

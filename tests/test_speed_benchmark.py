@@ -151,3 +151,32 @@ def test_breakdown_adds_up_to_the_wall_time_and_keeps_new_parts():
     assert sum(parts.values()) == pytest.approx(10.0)
     assert speed.part_label("my observer") == "my observer (observer)"
     assert speed.part_label("other") == speed.OTHER
+
+
+def test_the_memory_section_copies_the_memory_scale_table_exactly():
+    speed = _load_script()
+    page = (REPO / "benchmarks" / "memory_scale.md").read_text()
+    table = speed.memory_table(page)
+    assert len(table) >= 3 and table[0].startswith("| run |")
+    section = speed.memory_section(table)
+    assert "## Memory against the number of tasks" in section
+    assert section[-len(table):] == table and all(line in page.splitlines() for line in table)
+    assert speed.memory_section(None) == [] and speed.memory_section([]) == []
+    # what benchmarks/speed.md shows is that table, as memory_scale.md has it now
+    shown = (REPO / "benchmarks" / "speed.md").read_text().splitlines()
+    start = shown.index("## Memory against the number of tasks")
+    first = next(i for i in range(start, len(shown)) if shown[i].startswith("|"))
+    assert shown[first:first + len(table)] == table
+
+
+def test_the_memory_page_keeps_the_rows_and_notes_of_runs_not_run_again():
+    memory = importlib.import_module("benchmarks.memory_scale")
+    old = memory.page({"sun15": "| sun15 | 15 | 1 | 2 | 3 / 4 | 5 |",
+                       "sun47": "| sun47 | 47 | 1 | 2 | 3 / 4 | 5 |"}, 1, "")
+    old += "\nA note below the table.\n"
+    new = memory.page({"synthetic20k": "| synthetic20k | 5 | 6 | 7 | 8 / 9 | 10 |",
+                       "sun15": "| sun15 | 15 | 9 | 9 | 9 / 9 | 9 |"}, 1, old)
+    rows = [line for line in new.splitlines() if line.startswith("| s")]
+    assert rows == ["| sun15 | 15 | 9 | 9 | 9 / 9 | 9 |", "| sun47 | 47 | 1 | 2 | 3 / 4 | 5 |",
+                    "| synthetic20k | 5 | 6 | 7 | 8 / 9 | 10 |"]
+    assert new.endswith("A note below the table.\n") and new.count("| run |") == 1

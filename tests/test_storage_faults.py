@@ -41,6 +41,7 @@ def _no_data(monkeypatch):
     (errno.EROFS, "is on a read-only file system"),
     (errno.EACCES, "cannot be written (no permission)"),
     (errno.ENOSPC, "is on a full disk"),
+    (errno.EDQUOT, "is over its disk quota"),
 ])
 def test_an_unwritable_runs_folder_is_one_line_before_the_data_load(tmp_path, monkeypatch,
                                                                     capsys, code_, words):
