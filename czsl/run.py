@@ -278,11 +278,14 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
                 with timed(timings, "training"):
                     learner.train_task(step)
                 # scored chunk by chunk: the [N_test, C] logits are never held at once
-                scores = metrics.StepScorer(_splits(stream, step).to(device))
+                splits = _splits(stream, step).to(device)
+                scores = metrics.StepScorer(splits)
                 with timed(timings, "testing"):
                     predict_batches(built.model, stream.test_x, n_classes=stream.n_classes,
                                     batch_size=scenario.train.eval_batch_size,
-                                    device=device, each=scores)
+                                    device=device,
+                                    each=_calibrated(scores, splits[0],
+                                                     scenario.protocol.seen_scale))
             except Exception as exc:
                 failure = plugin_failure(exc, built.owners, step, run_dir)
                 if failure is None and isinstance(exc, PluginError):
@@ -333,6 +336,19 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
         logger.close()
     tidy(run_dir)  # finished: nothing left to resume
     return RunResult(run_dir, results, timings)
+
+
+def _calibrated(scores: metrics.StepScorer, seen: torch.Tensor, scale: float
+                ) -> Callable[[torch.Tensor], None]:
+    """``scores``, fed each chunk of logits with the columns of the ``seen`` classes
+    multiplied by ``scale`` (``[protocol] seen_scale``); ``scores`` itself at 1."""
+    if scale == 1.0:
+        return scores
+    factor = torch.where(seen, scale, 1.0)  # [C]
+
+    def feed(logits: torch.Tensor) -> None:
+        scores(logits * factor.to(dtype=logits.dtype))
+    return feed
 
 
 def _splits(stream: Any, step: int) -> torch.Tensor:

@@ -62,10 +62,27 @@ def data_fingerprint(dataset: str, data_dir: Path | None) -> str:
     return digest.hexdigest()
 
 
+#: Scenario keys added after run ids were first defined, with the default that gives
+#: the behaviour from before the key existed. A key at that default is left out of the
+#: hash, so a new option does not change the id of every run made before it (and a
+#: sweep grown later still finds them); set to anything else, it is hashed as usual.
+ADDED_LATER: dict[tuple[str, str], Any] = {("protocol", "seen_scale"): 1.0}
+
+
+def _hashed(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` less the :data:`ADDED_LATER` keys that are at their default."""
+    out = dict(document)
+    for (table, key), default in ADDED_LATER.items():
+        if isinstance(out.get(table), dict) and key in out[table] \
+                and out[table][key] == default:
+            out[table] = {k: v for k, v in out[table].items() if k != key}
+    return out
+
+
 def run_id(document: dict[str, Any], *, threads: int, data: str) -> str:
     """The id of the run of ``document`` (a resolved scenario) with ``threads`` torch
     threads on data of fingerprint ``data``: 16 hexadecimal digits."""
-    key = json.dumps({"scenario": document, "threads": threads, "data": data},
+    key = json.dumps({"scenario": _hashed(document), "threads": threads, "data": data},
                      sort_keys=True, ensure_ascii=True)
     return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
 
