@@ -254,6 +254,9 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
         records = [{k: v.to(device) for k, v in r.items()} for r in resume.records]
         built.start_task(resume.step)
         learner.load_state_dict(load_learner_state(resume.learner, refs))
+        # a replay's generator comes back from the checkpoint as a new object (its
+        # weights, its losses' counters): log and report the one the learner now holds
+        built.generators[:] = _held_generators(learner.plugins) or built.generators
         logger.purge_from(learner.clock.train_iterations)
         # the generators as they were at the end of the task, not as rebuilding left them
         set_rng_state(resume.rng)
@@ -336,6 +339,19 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
         logger.close()
     tidy(run_dir)  # finished: nothing left to resume
     return RunResult(run_dir, results, timings)
+
+
+def _held_generators(plugins: Sequence[Any]) -> list[Any]:
+    """The generators (:class:`czsl.generators.CheckedGenerator`) the learner's plugins
+    hold as attributes, in plugin order, each once."""
+    from czsl.generators import CheckedGenerator
+
+    found: dict[int, Any] = {}
+    for plugin in plugins:
+        for value in getattr(plugin, "__dict__", {}).values():
+            if isinstance(value, CheckedGenerator):
+                found.setdefault(id(value), value)
+    return list(found.values())
 
 
 def _calibrated(scores: metrics.StepScorer, seen: torch.Tensor, scale: float

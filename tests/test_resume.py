@@ -666,3 +666,30 @@ def test_third_party_plugin_that_fails_to_import_stops_only_runs_that_ask_for_it
     assert "pip uninstall czsl-broken" in err
     assert not (tmp_path / "runs").exists()
     # a run that does not ask for it is not stopped (tests/test_plugin_mistakes.py)
+
+
+def test_a_resumed_generative_replay_logs_its_generator_losses_on(tmp_path, monkeypatch):
+    """The generator comes back from the checkpoint as a new object: the resumed tasks'
+    generator points are logged (from it), numbered on from the checkpoint's count."""
+    scenario = load_scenario(None, FAST + ["replay=generative_replay", "generator=cvae",
+                                           "generator.epochs=1", "replay.replay_per_class=5"])
+    reference = run_scenario(scenario, runs_dir=tmp_path / "ref", **QUIET)
+    _interrupt_at(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(scenario, runs_dir=tmp_path / "runs", **QUIET)
+    monkeypatch.undo()
+    resumed = resume_run(tmp_path / "runs" / "synthetic", **QUIET)
+
+    shown = {}
+    for name, folder in (("resumed", resumed.run_dir), ("reference", reference.run_dir)):
+        acc = EventAccumulator(str(folder), size_guidance={"scalars": 0})
+        acc.Reload()
+        shown[name] = {tag: {e.step: e.value for e in acc.Scalars(tag)}
+                       for tag in acc.Tags()["scalars"] if tag.startswith("generator/")}
+    assert shown["resumed"] and set(shown["resumed"]) == set(shown["reference"])
+    for tag, points in shown["resumed"].items():
+        reference_points = shown["reference"][tag]
+        # the last tasks' points are there, at the reference's indices and values
+        assert max(points) == max(reference_points), tag
+        assert all(reference_points[step] == pytest.approx(value)
+                   for step, value in points.items()), tag
