@@ -110,9 +110,8 @@ PROFILE_GROUPS = {
     "masked loss (MaskedCrossEntropy.forward)": [("czsl/learner.py", "forward")],
     "batch fetching: per-sample __getitem__ + collate (DataLoader)":
         [("torch/utils/data/dataloader.py", "_next_data")],
-    "TensorBoard figures (matplotlib: acc_matrix_figure, seen_unseen_figure)":
-        [("czsl/", "acc_matrix_figure"), ("czsl/", "seen_unseen_figure"),
-         ("czsl/", "figure_pixels")],
+    "TensorBoard figures (czsl.figures: Heatmap, SeenUnseenCurve)":
+        [("czsl/figures.py", "pixels")],
     "log_step in all (figures, scalars, event files)": [("czsl/", "log_step")],
     "checkpoints (czsl.checkpoint: learner state pickled, files written)":
         [("czsl/checkpoint.py", "dump_learner_state"),
@@ -753,9 +752,9 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
         "and which grow with the number of visible classes (so "
         "SUN's later tasks cost more per mini-batch than CUB's). Of the rest, "
         f"`log_step` (the TensorBoard observer) takes {share[keys[7]]:.0f} %, of which the "
-        "two matplotlib "
-        f"figures it draws per step take {share[keys[6]]:.0f} % (the accuracy-matrix "
-        "heatmap with a tick per task, and the seen-unseen curve); fetching batches through "
+        "three "
+        f"figures it draws per step take {share[keys[6]]:.0f} % (the accuracy and "
+        "forgetting heatmaps and the seen-unseen curve); fetching batches through "
         f"Avalanche's dataset, one `__getitem__` per image plus collation, "
         f"{share[keys[5]]:.0f} %; checkpoints (pickling and fsync after every task) "
         f"{share[keys[8]]:.0f} %; the metrics {share[keys[9]]:.0f} %; and loading and "
@@ -765,14 +764,12 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
         "loops above):",
         "",
         f"* TensorBoard figures: {share[keys[6]]:.0f} % of the profiled run "
-        "(`log_step` -> `acc_matrix_figure`, "
-        "`seen_unseen_figure`, `figure_pixels`: two matplotlib figures drawn and "
-        "PNG-encoded after every task). Unprofiled, the TensorBoard observer (scalars and "
-        "figures of each step) is "
+        "(`log_step` -> `Heatmap.pixels`, `SeenUnseenCurve.pixels`: three figures "
+        "drawn over a kept matplotlib frame and PNG-encoded after every task). "
+        "Unprofiled, the TensorBoard observer (scalars and figures of each step) is "
         + ", ".join(f"{pct(r['parts']['tensorboard'], r['wall_s'])} % of the {r['dataset']} "
                     "run" for r in runs)
-        + ". Drawing them less often (every k steps, or the last step only) or with fewer "
-        "tick labels would save most of it.",
+        + ".",
         f"* Per-sample batch fetching: {share[keys[5]]:.0f} % of the profiled run "
         "(Avalanche's data loader calls `__getitem__` once per image through its dataset "
         "layers over the `TensorDataset` that `czsl/streams.py` `build_stream` wraps, then "

@@ -82,8 +82,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from czsl import metric_registry as registry
 from czsl import metrics as czsl_metrics
-from czsl.figures import (acc_matrix_figure, figure_pixels, forgetting_matrix_figure,
-                          seen_unseen_figure)
+from czsl.figures import Heatmap, SeenUnseenCurve
 from czsl.hparams import (HPARAM_METRICS, neighbours, plugin_defaults, scenario_hparams,
                           summaries)
 
@@ -145,6 +144,10 @@ class RunLogger:
         self.run_dir = run_dir
         self.writer = SummaryWriter(log_dir=str(run_dir))
         self._layout_for: int | None = None  # the layout is written at the first step
+        # kept from step to step: each redraws only what changed (czsl.figures.Heatmap)
+        self._heatmaps = {"figures/acc_matrix": Heatmap("accuracy"),
+                          "figures/forgetting_matrix": Heatmap("forgetting")}
+        self._curve = SeenUnseenCurve()
 
     def purge_from(self, iteration: int) -> None:
         """Hide what an interrupted session logged from training iteration ``iteration``
@@ -187,17 +190,14 @@ class RunLogger:
             for k, value in enumerate(row.tolist()):
                 if _finite(value):
                     self.writer.add_scalar(task_tag(prefix, k, n_tasks), value, step)
-        self.writer.add_image("figures/acc_matrix",
-                              figure_pixels(acc_matrix_figure(acc.numpy(), step)), step,
-                              dataformats="HWC")
-        self.writer.add_image("figures/forgetting_matrix",
-                              figure_pixels(forgetting_matrix_figure(acc.numpy(), step)),
-                              step, dataformats="HWC")
+        for tag, heatmap in self._heatmaps.items():
+            self.writer.add_image(tag, heatmap.pixels(acc.numpy(), step), step,
+                                  dataformats="HWC")
         if curve is not None and unseen:
             unseen_acc, seen_acc = (c.detach().to("cpu", torch.float64).numpy() for c in curve)
-            figure = seen_unseen_figure(unseen_acc, seen_acc, step, sa=values["SA"],
+            pixels = self._curve.pixels(unseen_acc, seen_acc, step, sa=values["SA"],
                                         ua=values["UA"], ausuc=values["AUSUC"])
-            self.writer.add_image("figures/seen_unseen_curve", figure_pixels(figure), step,
+            self.writer.add_image("figures/seen_unseen_curve", pixels, step,
                                   dataformats="HWC")
         self.writer.flush()
 
