@@ -71,13 +71,16 @@ the final ``summary/mH``, ``summary/forgetting_final``, ``summary/forgetting_mea
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 from czsl import metric_registry as registry
@@ -191,15 +194,26 @@ class RunLogger:
                 if _finite(value):
                     self.writer.add_scalar(task_tag(prefix, k, n_tasks), value, step)
         for tag, heatmap in self._heatmaps.items():
-            self.writer.add_image(tag, heatmap.pixels(acc.numpy(), step), step,
-                                  dataformats="HWC")
+            self._add_image(tag, heatmap.pixels(acc.numpy(), step), step)
         if curve is not None and unseen:
             unseen_acc, seen_acc = (c.detach().to("cpu", torch.float64).numpy() for c in curve)
             pixels = self._curve.pixels(unseen_acc, seen_acc, step, sa=values["SA"],
                                         ua=values["UA"], ausuc=values["AUSUC"])
-            self.writer.add_image("figures/seen_unseen_curve", pixels, step,
-                                  dataformats="HWC")
+            self._add_image("figures/seen_unseen_curve", pixels, step)
         self.writer.flush()
+
+    def _add_image(self, tag: str, pixels: np.ndarray, step: int) -> None:
+        """``SummaryWriter.add_image`` of an ``[H, W, 3]`` uint8 RGB image, PNG-encoded
+        at zlib level 1: TensorBoard's own encoding (level 6, after a round trip through
+        float32) took a third of the time of a step's figures, for files ~10 % smaller."""
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+        image = Summary.Image(height=pixels.shape[0], width=pixels.shape[1], colorspace=3,
+                              encoded_image_string=buffer.getvalue())
+        self.writer.file_writer.add_summary(
+            Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def log_losses(self, iteration: int, loss: float, total: float) -> None:
         """The losses of one training mini-batch (see :class:`LossLogger`).

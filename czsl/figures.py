@@ -113,8 +113,8 @@ class Heatmap:
         for spine in ax.spines.values():  # the cells were drawn over them
             ax.draw_artist(spine)
         pixels = buffer[..., :3].copy()
-        label = _text_mask(f"after step {step}", self._title_size, self.figure.dpi)
-        _stamp(pixels, label, (self._title_row, right - label.shape[1] / 2), 0)
+        _stamp_words(pixels, ["after", "step", str(step)], row=self._title_row, right=right,
+                     size=self._title_size, dpi=self.figure.dpi)
         limit, size = (10, 8) if self.kind == "accuracy" else (20, 8 if n_tasks <= 10 else 5)
         if n_tasks <= limit:
             for (t, k), value in np.ndenumerate(values):
@@ -185,12 +185,17 @@ class Heatmap:
 
 _TEXT_MASKS: dict[tuple[str, float, float], np.ndarray] = {}
 
+#: Text whose ink spans the tallest and deepest glyphs: every mask of a size spans its
+#: rows, so that masks stamped on one row share the baseline.
+_FULL_HEIGHT = "[]|bdfhklpqy"
 
-def _text_mask(text: str, size: float, dpi: float, *, cache: bool = True) -> np.ndarray:
+
+def _text_mask(text: str, size: float, dpi: float) -> np.ndarray:
     """How much ink ``text`` puts on each pixel when matplotlib draws it (its default
-    font, ``size`` points, ``dpi``): ``[h, w]`` in 0..1, cropped to the ink. With
-    ``cache``, rendered once per text (a run's heatmaps hold a few dozen distinct
-    numbers); without, for a text that is seldom drawn twice."""
+    font, ``size`` points, ``dpi``): ``[h, w]`` in 0..1, the columns cropped to the
+    ink, the rows those of :data:`_FULL_HEIGHT` (the same for every text of the size).
+    Rendered once per text and cached: the texts are cell numbers and words, a few
+    dozen per run (:func:`_stamp_words`)."""
     key = (text, size, dpi)
     if key in _TEXT_MASKS:
         return _TEXT_MASKS[key]
@@ -198,15 +203,30 @@ def _text_mask(text: str, size: float, dpi: float, *, cache: bool = True) -> np.
     from matplotlib.font_manager import FontProperties
 
     em = int(size * dpi / 72) + 1  # pixels
-    width, height = (len(text) + 2) * em, 3 * em
-    renderer = RendererAgg(width, height, dpi)  # transparent until drawn on
+    renderer = RendererAgg((len(text) + 2) * em, 3 * em, dpi)  # transparent until drawn
     renderer.draw_text(renderer.new_gc(), em, 2 * em, text, FontProperties(size=size), 0.0)
     ink = np.asarray(renderer.buffer_rgba())[..., 3].astype(np.float64) / 255.0
-    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
-    mask = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] if rows.size else ink[:0, :0]
-    if cache:
-        _TEXT_MASKS[key] = mask
+    if text == _FULL_HEIGHT:
+        mask = ink
+    else:
+        rows = np.nonzero(_text_mask(_FULL_HEIGHT, size, dpi).any(axis=1))[0]
+        cols = np.nonzero(ink.any(axis=0))[0]
+        mask = (ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] if cols.size
+                else ink[rows[0]:rows[-1] + 1, :0])
+    _TEXT_MASKS[key] = mask
     return mask
+
+
+def _stamp_words(pixels: np.ndarray, words: list[str], *, row: float, right: float,
+                 size: float, dpi: float) -> None:
+    """Stamp ``words`` in black as one line of text ending at column ``right``, centred
+    on ``row``, a space apart: each word's mask is cached (:func:`_text_mask`), where the
+    whole line would be rendered anew whenever a number in it changes."""
+    space = 0.45 * size * dpi / 72
+    for word in reversed(words):
+        mask = _text_mask(word, size, dpi)
+        _stamp(pixels, mask, (row, right - mask.shape[1] / 2), 0)
+        right -= mask.shape[1] + space
 
 
 def _stamp(pixels: np.ndarray, mask: np.ndarray, centre: np.ndarray, grey: int) -> None:
@@ -264,12 +284,11 @@ class SeenUnseenCurve:
         ax.draw_artist(self._dot)
         pixels = np.asarray(canvas.buffer_rgba())[..., :3].copy()
         dpi, (row, right) = self.figure.dpi, self._title_at
-        label = _text_mask(f"after step {step}", self._title_size, dpi)
-        _stamp(pixels, label, (row, right - label.shape[1] / 2), 0)
-        values = _text_mask(f"AUSUC {ausuc:.1f}   UA {ua:.1f}   SA {sa:.1f}", 9, dpi,
-                            cache=False)
+        _stamp_words(pixels, ["after", "step", str(step)], row=row, right=right,
+                     size=self._title_size, dpi=dpi)
         row, right = self._values_at
-        _stamp(pixels, values, (row + values.shape[0] / 2, right - values.shape[1] / 2), 0)
+        _stamp_words(pixels, ["AUSUC", f"{ausuc:.1f},", "UA", f"{ua:.1f},", "SA", f"{sa:.1f}"],
+                     row=row, right=right, size=9, dpi=dpi)
         return pixels
 
     def _draw_frame(self) -> None:
@@ -300,7 +319,7 @@ class SeenUnseenCurve:
         title, box = ax.title.get_window_extent(), legend.get_window_extent()
         self._title_size = ax.title.get_fontsize()
         self._title_at = (height - (title.y0 + title.y1) / 2, ax.get_window_extent().x1)
-        self._values_at = (height - box.y0 + 4, box.x1)  # under the legend, right-aligned
+        self._values_at = (height - box.y0 + 12, box.x1)  # under the legend, right-aligned
         self.figure = fig
 
 
