@@ -151,3 +151,15 @@ def test_breakdown_adds_up_to_the_wall_time_and_keeps_new_parts():
     assert sum(parts.values()) == pytest.approx(10.0)
     assert speed.part_label("my observer") == "my observer (observer)"
     assert speed.part_label("other") == speed.OTHER
+
+
+def test_logging_only_replaces_its_section_and_keeps_the_rest():
+    speed = _load_script()
+    heading = speed.LOGGING_HEADING
+    page = "# czsl speed\n\nintro\n\n## Targets\n\nold targets\n"
+    once = speed.replace_section(page, heading, f"{heading}\n\nfirst\n")
+    assert once == page + f"\n{heading}\n\nfirst\n"
+    again = speed.replace_section(once + "\n## Profile\n\nkept\n", heading,
+                                  f"{heading}\n\nsecond\n")
+    assert again == page + f"\n{heading}\n\nsecond\n\n## Profile\n\nkept\n"
+    assert again.count(heading) == 1 and "first" not in again
