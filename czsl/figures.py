@@ -121,7 +121,8 @@ class Heatmap:
                 if not math.isnan(value):
                     light = (value <= 60 if self.kind == "accuracy"
                              else abs(value) > 0.6 * reach)
-                    _stamp(pixels, _text_mask(f"{value:.0f}", size, self.figure.dpi),
+                    # str(round()): "0", not "-0", for -0.3
+                    _stamp(pixels, _text_mask(str(round(value)), size, self.figure.dpi),
                            self._centres[t, k], 255 if light else 0)
         return pixels
 
