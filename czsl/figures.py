@@ -200,13 +200,12 @@ def _text_mask(text: str, size: float, dpi: float) -> np.ndarray:
     key = (text, size, dpi)
     if key in _TEXT_MASKS:
         return _TEXT_MASKS[key]
-    from matplotlib.backends.backend_agg import RendererAgg
-    from matplotlib.font_manager import FontProperties
-
-    em = int(size * dpi / 72) + 1  # pixels
-    renderer = RendererAgg((len(text) + 2) * em, 3 * em, dpi)  # transparent until drawn
-    renderer.draw_text(renderer.new_gc(), em, 2 * em, text, FontProperties(size=size), 0.0)
-    ink = np.asarray(renderer.buffer_rgba())[..., 3].astype(np.float64) / 255.0
+    if len(text) > 1 and set(text) <= set(_NUMBER_CHARACTERS):
+        # a number: its characters side by side, each rendered once (a run draws a few
+        # hundred distinct numbers, and rendering one costs milliseconds)
+        ink = np.hstack([_glyph(c, size, dpi) for c in text])
+    else:
+        ink = _render(text, size, dpi)
     if text == _FULL_HEIGHT:
         mask = ink
     else:
@@ -216,6 +215,37 @@ def _text_mask(text: str, size: float, dpi: float) -> np.ndarray:
                 else ink[rows[0]:rows[-1] + 1, :0])
     _TEXT_MASKS[key] = mask
     return mask
+
+
+#: The characters of the numbers :func:`_text_mask` puts together from single glyphs.
+_NUMBER_CHARACTERS = "0123456789-.,"
+
+
+def _render(text: str, size: float, dpi: float) -> np.ndarray:
+    """``text`` drawn by matplotlib with its baseline at row ``2 em`` of a transparent
+    ``[3 em, (len + 2) em]`` box, starting at column ``em``; the ink, 0..1."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    em = int(size * dpi / 72) + 1  # pixels
+    renderer = RendererAgg((len(text) + 2) * em, 3 * em, dpi)  # transparent until drawn
+    renderer.draw_text(renderer.new_gc(), em, 2 * em, text, FontProperties(size=size), 0.0)
+    return np.asarray(renderer.buffer_rgba())[..., 3].astype(np.float64) / 255.0
+
+
+def _glyph(character: str, size: float, dpi: float) -> np.ndarray:
+    """One character as :func:`_render` draws it, cut to its advance width (where the
+    next character would start), so that glyphs set side by side read as the text."""
+    key = (f"glyph {character}", size, dpi)
+    if key not in _TEXT_MASKS:
+        from matplotlib.backends.backend_agg import RendererAgg
+        from matplotlib.font_manager import FontProperties
+
+        em = int(size * dpi / 72) + 1
+        width, _, _ = RendererAgg(1, 1, dpi).get_text_width_height_descent(
+            character, FontProperties(size=size), ismath=False)
+        _TEXT_MASKS[key] = _render(character, size, dpi)[:, em:em + int(round(width))]
+    return _TEXT_MASKS[key]
 
 
 def _stamp_words(pixels: np.ndarray, words: list[str], *, row: float, right: float,
