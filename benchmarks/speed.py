@@ -817,7 +817,9 @@ def logging_only(args, argv: list[str] | None, data_dir: Path) -> int:
              f"({runs[0]['dataset']}, {runs[0]['n_tasks']} tasks), each run in a fresh "
              "child, the TensorBoard observer's time (each step's scalars, the three "
              "figures and their PNGs, the flush) as the run reports it in "
-             "`RunResult.timings['tensorboard']`. Target: at most 10 % of the run.", "",
+             "`RunResult.timings['tensorboard']`. Target: at most 10 % of the run. The "
+             "logging shares above (end-to-end runs, profile) are from before the figures "
+             "were drawn over a kept frame (issue 17).", "",
              "| run | wall (s) | TensorBoard observer (s) | % | training (s) | load avg |",
              "|---|---|---|---|---|---|"]
     for r in runs:
