@@ -65,8 +65,8 @@ class Heatmap:
     ``restore_region`` on the Agg canvas); each step restores it, draws only the cells,
     the staircase and the title over it, and stamps the cell numbers onto the pixels
     from bitmaps matplotlib renders once per distinct number (:func:`_text_mask`). The
-    frame is drawn again only when it changes (another number of tasks, another colour
-    range).
+    frame is drawn again only when it changes (another number of tasks); another colour
+    range redraws its colour bar alone.
 
     :param kind: ``"accuracy"`` or ``"forgetting"``.
     """
@@ -94,7 +94,9 @@ class Heatmap:
             reach = next((r for r in FORGETTING_REACHES if largest <= r),
                          FORGETTING_REACHES[-1])
         frame = (max(n_steps, n_tasks), n_tasks, reach)
-        if frame != self._frame:
+        if self._frame is not None and frame[:2] == self._frame[:2] and frame != self._frame:
+            self._redraw_colour_bar(reach)  # only the colour range changed
+        elif frame != self._frame:
             self._draw_frame(*frame)
         grid = np.full(frame[:2], np.nan)
         grid[:n_steps] = values
@@ -125,6 +127,28 @@ class Heatmap:
                     _stamp(pixels, _text_mask(str(round(value)), size, self.figure.dpi),
                            self._centres[t, k], 255 if light else 0)
         return pixels
+
+    def _redraw_colour_bar(self, reach: float) -> None:
+        """The saved frame with the colour bar of the range ``-reach..reach``: the colour
+        bar's area (its ticks and label, before and after) painted white and the colour
+        bar drawn there again, instead of the whole frame."""
+        from matplotlib.colors import TwoSlopeNorm
+
+        canvas, colour_bar = self.figure.canvas, self.figure.axes[1]
+        renderer = canvas.get_renderer()
+        before = colour_bar.get_tightbbox(renderer)
+        self._image.set_norm(TwoSlopeNorm(0.0, -reach, reach))  # the colour bar follows
+        after = colour_bar.get_tightbbox(renderer)
+        canvas.restore_region(self._background)
+        height = self.figure.bbox.height
+        x0, x1 = min(before.x0, after.x0), max(before.x1, after.x1)
+        y0, y1 = min(before.y0, after.y0), max(before.y1, after.y1)
+        buffer = np.asarray(canvas.buffer_rgba())
+        buffer[max(int(height - y1) - 3, 0):int(np.ceil(height - y0)) + 3,  # 3 px margin:
+               max(int(x0) - 3, 0):int(np.ceil(x1)) + 3] = 255               # antialiasing
+        colour_bar.draw(renderer)
+        self._background = canvas.copy_from_bbox(self.figure.bbox)
+        self._frame = (*self._frame[:2], reach)
 
     def _draw_frame(self, n_rows: int, n_tasks: int, reach: float) -> None:
         import matplotlib
