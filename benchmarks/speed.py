@@ -110,9 +110,8 @@ PROFILE_GROUPS = {
     "masked loss (MaskedCrossEntropy.forward)": [("czsl/learner.py", "forward")],
     "batch fetching: per-sample __getitem__ + collate (DataLoader)":
         [("torch/utils/data/dataloader.py", "_next_data")],
-    "TensorBoard figures (matplotlib: acc_matrix_figure, seen_unseen_figure)":
-        [("czsl/", "acc_matrix_figure"), ("czsl/", "seen_unseen_figure"),
-         ("czsl/", "figure_pixels")],
+    "TensorBoard figures (czsl.figures: Heatmap, SeenUnseenCurve)":
+        [("czsl/figures.py", "pixels")],
     "log_step in all (figures, scalars, event files)": [("czsl/", "log_step")],
     "checkpoints (czsl.checkpoint: learner state pickled, files written)":
         [("czsl/checkpoint.py", "dump_learner_state"),
@@ -774,9 +773,9 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
         "and which grow with the number of visible classes (so "
         "SUN's later tasks cost more per mini-batch than CUB's). Of the rest, "
         f"`log_step` (the TensorBoard observer) takes {share[keys[7]]:.0f} %, of which the "
-        "two matplotlib "
-        f"figures it draws per step take {share[keys[6]]:.0f} % (the accuracy-matrix "
-        "heatmap with a tick per task, and the seen-unseen curve); fetching batches through "
+        "three "
+        f"figures it draws per step take {share[keys[6]]:.0f} % (the accuracy and "
+        "forgetting heatmaps and the seen-unseen curve); fetching batches through "
         f"Avalanche's dataset, one `__getitem__` per image plus collation, "
         f"{share[keys[5]]:.0f} %; checkpoints (pickling and fsync after every task) "
         f"{share[keys[8]]:.0f} %; the metrics {share[keys[9]]:.0f} %; and loading and "
@@ -786,14 +785,12 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
         "loops above):",
         "",
         f"* TensorBoard figures: {share[keys[6]]:.0f} % of the profiled run "
-        "(`log_step` -> `acc_matrix_figure`, "
-        "`seen_unseen_figure`, `figure_pixels`: two matplotlib figures drawn and "
-        "PNG-encoded after every task). Unprofiled, the TensorBoard observer (scalars and "
-        "figures of each step) is "
+        "(`log_step` -> `Heatmap.pixels`, `SeenUnseenCurve.pixels`: three figures "
+        "drawn over a kept matplotlib frame and PNG-encoded after every task). "
+        "Unprofiled, the TensorBoard observer (scalars and figures of each step) is "
         + ", ".join(f"{pct(r['parts']['tensorboard'], r['wall_s'])} % of the {r['dataset']} "
                     "run" for r in runs)
-        + ". Drawing them less often (every k steps, or the last step only) or with fewer "
-        "tick labels would save most of it.",
+        + ".",
         f"* Per-sample batch fetching: {share[keys[5]]:.0f} % of the profiled run "
         "(Avalanche's data loader calls `__getitem__` once per image through its dataset "
         "layers over the `TensorDataset` that `czsl/streams.py` `build_stream` wraps, then "
@@ -812,6 +809,67 @@ def render_profile(profile: dict | None, runs: list[dict], training: dict) -> li
     return lines
 
 
+# --------------------------------------------------------------------- logging only
+
+#: The heading of the section :func:`logging_only` writes (and replaces).
+LOGGING_HEADING = "## Logging: the TensorBoard observer's share of a CUB run"
+
+
+def logging_only(args, argv: list[str] | None, data_dir: Path) -> int:
+    """``--logging-only``: the CUB run with its default epochs and with 1 epoch, each in a
+    fresh child, the TensorBoard observer's seconds from :attr:`RunResult.timings`;
+    the section :data:`LOGGING_HEADING` of ``--out`` is replaced (appended if absent)."""
+    from datetime import datetime, timezone
+
+    from czsl.runfolder import atomic_write_text
+
+    common = {"data_dir": str(data_dir), "tasks": None, "device": args.device,
+              "threads": args.threads, "scenario": "scenarios/cub_czsl.toml"}
+    runs = []
+    for label, overrides in (("default epochs", []), ("1 epoch", ["train.epochs=1"])):
+        result = run_child("run", {**common, "overrides": overrides},
+                           f"end-to-end run of scenarios/cub_czsl.toml, {label}")
+        runs.append({**result, "label": label})
+    shown = [a if a != str(args.out) else rel(args.out) for a in (argv or sys.argv[1:])]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [LOGGING_HEADING, "",
+             f"Rerun alone on {when} with `{recorded_command_of(shown)}` (the rest of the "
+             "page is from the last full run): `scenarios/cub_czsl.toml` "
+             f"({runs[0]['dataset']}, {runs[0]['n_tasks']} tasks), each run in a fresh "
+             "child, the TensorBoard observer's time (each step's scalars, the three "
+             "figures and their PNGs, the flush) as the run reports it in "
+             "`RunResult.timings['tensorboard']`. Target: at most 10 % of the run. The "
+             "logging shares above (end-to-end runs, profile) are from before the figures "
+             "were drawn over a kept frame (issue 17).", "",
+             "| run | wall (s) | TensorBoard observer (s) | % | training (s) | load avg |",
+             "|---|---|---|---|---|---|"]
+    for r in runs:
+        lines.append(f"| {r['label']} | {r['wall_s']:.1f} | {r['parts']['tensorboard']:.2f} | "
+                     f"{pct(r['parts']['tensorboard'], r['wall_s'])} | "
+                     f"{r['parts']['training']:.1f} | "
+                     f"{fmt_load([r['load_start'], r['load_end']])} |")
+    section = "\n".join(lines) + "\n"
+    page = args.out.read_text() if args.out.is_file() else ""
+    atomic_write_text(args.out, replace_section(page, LOGGING_HEADING, section))
+    print(section)
+    return 0
+
+
+def replace_section(page: str, heading: str, section: str) -> str:
+    """``page`` with its section ``heading`` (up to the next ``## `` heading) replaced by
+    ``section``, or with ``section`` appended where it has none."""
+    if heading not in page:
+        return page.rstrip("\n") + "\n\n" + section
+    head, rest = page.split(heading, 1)
+    after = rest.find("\n## ")
+    return head + section + ("" if after < 0 else "\n" + rest[after + 1:])
+
+
+def recorded_command_of(shown: list[str]) -> str:
+    """The command line a page records for these arguments."""
+    return shlex.join(["python", "-m", "benchmarks.speed", *shown])
+
+
 # ------------------------------------------------------------------------------ main
 
 def main(argv: list[str] | None = None) -> int:
@@ -827,6 +885,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads in the measured processes (default: "
                              "torch's own choice)")
+    parser.add_argument("--logging-only", action="store_true",
+                        help="rerun only the CUB end-to-end run, with its default epochs and "
+                             "with 1 epoch, and replace the page's section on logging "
+                             "(the rest of --out is kept as it is)")
     parser.add_argument("--child", choices=("run", "training"), help=argparse.SUPPRESS)
     parser.add_argument("--job", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -843,6 +905,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.perf_counter()
     load_start = load_avg()
     data_dir = args.data_dir.resolve()
+    if args.logging_only:
+        return logging_only(args, argv, data_dir)
     if args.quick:
         measured = [("scenarios/synthetic.toml", ["train.epochs=1"])]
         common = {"data_dir": None, "tasks": None}

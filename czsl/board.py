@@ -71,19 +71,21 @@ the final ``summary/mH``, ``summary/forgetting_final``, ``summary/forgetting_mea
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 
 from czsl import metric_registry as registry
 from czsl import metrics as czsl_metrics
-from czsl.figures import (acc_matrix_figure, figure_pixels, forgetting_matrix_figure,
-                          seen_unseen_figure)
+from czsl.figures import Heatmap, SeenUnseenCurve
 from czsl.hparams import (HPARAM_METRICS, neighbours, plugin_defaults, scenario_hparams,
                           summaries)
 
@@ -150,6 +152,10 @@ class RunLogger:
         self._purge_step: int | None = None
         self._shown: set[tuple[str, int]] | None = None  # read on resume, at first use
         self._layout_for: int | None = None  # the layout is written at the first step
+        # kept from step to step: each redraws only what changed (czsl.figures.Heatmap)
+        self._heatmaps = {"figures/acc_matrix": Heatmap("accuracy"),
+                          "figures/forgetting_matrix": Heatmap("forgetting")}
+        self._curve = SeenUnseenCurve()
 
     @property
     def writer(self) -> SummaryWriter:
@@ -199,7 +205,7 @@ class RunLogger:
 
     def _image(self, tag: str, pixels: Any, step: int) -> None:
         if self._is_new(tag, step):
-            self.writer.add_image(tag, pixels, step, dataformats="HWC")
+            self._add_image(tag, pixels, step)
 
     def log_step(self, step: int, run: czsl_metrics.RunMetrics,
                  curve: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -231,19 +237,29 @@ class RunLogger:
             for k, value in enumerate(row.tolist()):
                 if _finite(value):
                     self._scalar(task_tag(prefix, k, n_tasks), value, step)
-        if self._is_new("figures/acc_matrix", step):
-            self._image("figures/acc_matrix",
-                        figure_pixels(acc_matrix_figure(acc.numpy(), step)), step)
-        if self._is_new("figures/forgetting_matrix", step):
-            self._image("figures/forgetting_matrix",
-                        figure_pixels(forgetting_matrix_figure(acc.numpy(), step)), step)
+        for tag, heatmap in self._heatmaps.items():
+            if self._is_new(tag, step):
+                self._image(tag, heatmap.pixels(acc.numpy(), step), step)
         if curve is not None and unseen and self._is_new("figures/seen_unseen_curve", step):
             unseen_acc, seen_acc = (c.detach().to("cpu", torch.float64).numpy() for c in curve)
-            figure = seen_unseen_figure(unseen_acc, seen_acc, step, sa=values["SA"],
+            pixels = self._curve.pixels(unseen_acc, seen_acc, step, sa=values["SA"],
                                         ua=values["UA"], ausuc=values["AUSUC"])
-            self._image("figures/seen_unseen_curve", figure_pixels(figure), step)
+            self._image("figures/seen_unseen_curve", pixels, step)
         if self._writer is not None:
             self._writer.flush()
+
+    def _add_image(self, tag: str, pixels: np.ndarray, step: int) -> None:
+        """``SummaryWriter.add_image`` of an ``[H, W, 3]`` uint8 RGB image, PNG-encoded
+        at zlib level 1: TensorBoard's own encoding (level 6, after a round trip through
+        float32) took a third of the time of a step's figures, for files ~10 % smaller."""
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+        image = Summary.Image(height=pixels.shape[0], width=pixels.shape[1], colorspace=3,
+                              encoded_image_string=buffer.getvalue())
+        self.writer.file_writer.add_summary(
+            Summary(value=[Summary.Value(tag=tag, image=image)]), step)
 
     def log_losses(self, iteration: int, loss: float, total: float) -> None:
         """The losses of one training mini-batch (see :class:`LossLogger`).

@@ -27,7 +27,7 @@ from czsl.config import load_scenario, scenario_to_dict
 from czsl.errors import CZSLError
 from czsl.board import HPARAM_METRICS, LAYOUT, RunLogger
 from czsl.hparams import plugin_defaults, scenario_hparams
-from czsl.figures import acc_matrix_figure, figure_pixels
+from czsl.figures import Heatmap
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs, plot_runs
 from czsl.run import run_scenario
@@ -247,9 +247,9 @@ def test_heatmap_every_step_and_seen_unseen_figure_every_step_with_unseen_classe
 
 def test_heatmap_is_labelled_and_leaves_nan_cells_blank():
     matrix = np.array([[50.0, np.nan, 10.0]])
-    fig = acc_matrix_figure(matrix, 0)
-    image = figure_pixels(fig)
-    ax, colorbar = fig.axes
+    heatmap = Heatmap("accuracy")
+    image = heatmap.pixels(matrix, 0)
+    ax, colorbar = heatmap.figure.axes
     assert ax.get_xlabel() == "task k" and ax.get_ylabel().startswith("step t")
     assert colorbar.get_ylabel() == "accuracy on task k (%)"
     height = image.shape[0]
@@ -572,7 +572,7 @@ def test_report_prints_the_settings_that_differ(runs, tmp_path):
 
 
 def test_forgetting_matrix_is_the_drop_below_the_best_earlier_accuracy(runs):
-    from czsl.figures import forgetting_matrix, forgetting_matrix_figure
+    from czsl.figures import forgetting_matrix
 
     acc = np.array([[10.0, 5.0, 1.0], [60.0, 8.0, 2.0], [40.0, 70.0, 3.0]])
     drop = forgetting_matrix(acc)
@@ -587,10 +587,43 @@ def test_forgetting_matrix_is_the_drop_below_the_best_earlier_accuracy(runs):
         assert np.nanmean(forgetting_matrix(matrix)[t]) / 100 == pytest.approx(
             logged[t], rel=1e-5, abs=1e-7)
     # the colour map is centred on zero: a task that kept its accuracy is drawn white
-    fig = forgetting_matrix_figure(np.array([[50.0, 0.0], [50.0, 0.0]]), 1)
-    heatmap = fig.axes[0].images[0]
+    painter = Heatmap("forgetting")
+    image = painter.pixels(np.array([[50.0, 0.0], [50.0, 0.0]]), 1)
+    heatmap = painter.figure.axes[0].images[0]
     assert heatmap.cmap(heatmap.norm(0.0))[:3] == pytest.approx((0.97, 0.97, 0.97), abs=0.03)
     assert heatmap.norm.vmin == -heatmap.norm.vmax
+    ax = painter.figure.axes[0]
+    x, y = ax.transData.transform((0.3, 1.3))  # in the cell, beside its number
+    assert tuple(image[int(image.shape[0] - y), int(x)]) == pytest.approx((247,) * 3, abs=8)
+
+
+@pytest.mark.parametrize("kind", ["accuracy", "forgetting"])
+def test_a_kept_heatmap_draws_each_step_as_a_fresh_one_would(kind):
+    # the figure is kept from step to step and only its cells, staircase and numbers are
+    # redrawn; the colour range of the forgetting heatmap grows (5 -> 50 points) on the way
+    acc = np.array([[10.0, 5.0, 1.0, 2.0], [12.0, 60.0, 2.0, 3.0], [9.0, 20.0, 45.0, 1.0],
+                    [11.0, 18.0, 40.0, 70.0]])
+    kept = Heatmap(kind)
+    for step in range(4):
+        image = kept.pixels(acc[:step + 1], step)
+        assert np.array_equal(image, Heatmap(kind).pixels(acc[:step + 1], step)), step
+    assert not np.array_equal(image, Heatmap(kind).pixels(acc[:3], 2))
+    many = np.random.default_rng(0).uniform(0, 100, (12, 12))  # numbers up to 10 tasks only
+    assert np.array_equal(Heatmap(kind).pixels(many, 11), kept.pixels(many, 11))
+
+
+def test_a_kept_seen_unseen_figure_draws_each_step_as_a_fresh_one_would():
+    from czsl.figures import SeenUnseenCurve
+
+    curves = [(np.array([0.0, 20.0, 40.0]), np.array([60.0, 30.0, 0.0]), 45.0, 10.0, 12.5),
+              (np.array([0.0, 10.0, 70.0]), np.array([80.0, 50.0, 0.0]), 70.0, 5.0, 30.0)]
+    kept = SeenUnseenCurve()
+    images = []
+    for step, (unseen, seen, sa, ua, ausuc) in enumerate(curves):
+        images.append(kept.pixels(unseen, seen, step, sa=sa, ua=ua, ausuc=ausuc))
+        fresh = SeenUnseenCurve().pixels(unseen, seen, step, sa=sa, ua=ua, ausuc=ausuc)
+        assert np.array_equal(images[-1], fresh), step
+    assert not np.array_equal(*images)
 
 
 # --- generator losses -------------------------------------------------------------------

@@ -180,3 +180,15 @@ def test_the_memory_page_keeps_the_rows_and_notes_of_runs_not_run_again():
     assert rows == ["| sun15 | 15 | 9 | 9 | 9 / 9 | 9 |", "| sun47 | 47 | 1 | 2 | 3 / 4 | 5 |",
                     "| synthetic20k | 5 | 6 | 7 | 8 / 9 | 10 |"]
     assert new.endswith("A note below the table.\n") and new.count("| run |") == 1
+
+
+def test_logging_only_replaces_its_section_and_keeps_the_rest():
+    speed = _load_script()
+    heading = speed.LOGGING_HEADING
+    page = "# czsl speed\n\nintro\n\n## Targets\n\nold targets\n"
+    once = speed.replace_section(page, heading, f"{heading}\n\nfirst\n")
+    assert once == page + f"\n{heading}\n\nfirst\n"
+    again = speed.replace_section(once + "\n## Profile\n\nkept\n", heading,
+                                  f"{heading}\n\nsecond\n")
+    assert again == page + f"\n{heading}\n\nsecond\n\n## Profile\n\nkept\n"
+    assert again.count(heading) == 1 and "first" not in again
