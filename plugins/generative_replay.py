@@ -41,7 +41,12 @@ to their class embeddings, which czsl does not reproduce), or ``"both"`` (the
 walk-trained generator's features are replayed to the classifier beside the buffer).
 
 Use it with ``[train] loss_classes = "seen"`` (the softmax over every class with
-training data, replayed ones included); that is the scenario's choice, not forced.
+training data, replayed ones included) or ``"task"`` (each sample's softmax within its
+own task's classes); that is the scenario's choice, not forced. With generated
+features only, ``"seen"`` lets the classifier learn to tell generated old features
+from real new ones, which forgets the old classes when the generator is imperfect
+(``benchmarks/generative_replay.md``); ``scenarios/cub_czsl_generative_replay.toml``
+uses ``"task"``.
 """
 
 from __future__ import annotations
