@@ -94,10 +94,16 @@ what another seed could move, not measured here):
   generated old features from real new ones and forgot (final forgetting 0.49, mH 16.3);
   with each sample's softmax within its task it does not (0.10), and at 20 CVAE epochs
   with 32 replayed features per mini-batch the shipped scenario reaches mH 19.0 against
-  Sequential's 18.8 at 4.95x Sequential's CPU seconds: both targets met, by small
+  Sequential's 18.8 at 4.97x Sequential's CPU seconds: both targets met, by small
   margins (0.2 points of mH is within seed noise, and the runs shared the cores with
   other jobs at different loads, which moves CPU seconds by a few percent, enough to
   move the ratio across 5x). 10 CVAE epochs cost 3.0x and gave mH 18.6.
+* **With GRW's walk on the CVAE** (real class means as the walk's prototypes, the
+  shipped scenario otherwise): mH 20.6, the best generative figure here (mUA 14.2), but
+  at 7.6x Sequential's CPU seconds, over the 5x target: the walk's extra generated
+  points and their 5-step walk at every generator step cost 236 CPU s more. With the
+  walk's default prototypes (10 generated features per class per step) it was not run
+  over 20 tasks here.
 * **Real features still win**: a buffer of 5,000 real features gives mH 29.2 at 1.2x
   Sequential's cost; no generator configuration tried here comes near it.
 * **GRW as its code runs** (real buffer with GRW's keep-the-first-k rule, a CVAE with
