@@ -371,6 +371,93 @@ def test_generative_replay_reads_only_seen_attributes_unless_transductive(stream
             assert labels.labels[t] == {c for tt in range(t + 1) for c in stream.tasks[tt]}
 
 
+class _Batches(SupervisedPlugin):
+    """Records each training mini-batch's labels, by task."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = {}
+
+    def before_forward(self, strategy, *args, **kwargs):
+        step = strategy.experience.current_experience
+        self.batches.setdefault(step, []).append(strategy.mb_y.tolist())
+
+
+def test_batch_mix_joins_replay_to_each_real_mini_batch(stream):
+    """``mix = "batch"``: an epoch runs over the task's real features only, each of its
+    mini-batches joined by ``batch_size_mem`` replayed ones; ``"concat"`` runs over both.
+    The generator's fit set holds ``generator_replay_per_class`` per past class."""
+    seen = {}
+    for mix in ("concat", "batch"):
+        spy_gen, spy = _Spy(), _Batches()
+        [replay] = Plugins().make("replay", "generative_replay",
+                                  {"replay_per_class": 6, "mix": mix, "batch_size_mem": 5,
+                                   "generator_replay_per_class": 2},
+                                  stream=stream.view,
+                                  make_generator=lambda: CheckedGenerator(spy_gen, "spy", 8))
+        learner = _learner(stream, [replay, spy])
+        stream.train(learner, 0)
+        stream.train(learner, 1)
+        seen[mix] = spy.batches
+        # task 1's generator fit: its real features plus 2 replayed per task-0 class
+        fit_rows = [r for t, how, r in spy_gen.seen if t == 1 and how == "fit"]
+        n_real_1 = sum(y in stream.tasks[1] for b in spy.batches[1] for y in b)
+        assert len(fit_rows) == n_real_1 + 2 * len(stream.tasks[0])
+    past, current = set(stream.tasks[0]), set(stream.tasks[1])
+    # concat: 16-sample batches over real + replayed; batch: one 16 + 5 batch per real 16
+    assert len(seen["concat"][1]) == -(-(n_real_1 + 6 * len(past)) // 16)
+    assert len(seen["batch"][1]) == -(-n_real_1 // 16)
+    for batch in seen["batch"][1]:
+        assert sum(y in past for y in batch) == 5
+        assert set(batch) <= past | current
+    assert seen["batch"][0] and all(set(b) <= set(stream.tasks[0]) for b in seen["batch"][0])
+
+
+@pytest.mark.parametrize("to_classifier", ["real", "both"])
+def test_real_buffer_is_grws_and_feeds_the_generator(stream, to_classifier):
+    """``real_buffer``: each seen class keeps its first ``real_buffer // classes`` real
+    features; the generator fits on the task plus that buffer; with ``to_classifier =
+    "real"`` it is never sampled (its features never reach the classifier)."""
+    spy_gen, spy = _Spy(), _Batches()
+    [replay] = Plugins().make("replay", "generative_replay",
+                              {"replay_per_class": 4, "real_buffer": 12,
+                               "to_classifier": to_classifier},
+                              stream=stream.view,
+                              make_generator=lambda: CheckedGenerator(spy_gen, "spy", 8))
+    learner = _learner(stream, [replay, spy])
+    stream.train(learner, 0)
+    x0, y0 = replay.buffer_x.clone(), replay.buffer_y.clone()
+    assert sorted(y0.tolist()) == sorted(stream.tasks[0] * 4)  # 12 // 3 classes
+    stream.train(learner, 1)
+    counts = torch.bincount(replay.buffer_y, minlength=stream.n_classes)
+    assert counts.tolist() == [2 if c in (*stream.tasks[0], *stream.tasks[1]) else 0
+                               for c in range(stream.n_classes)]  # 12 // 6 classes
+    for c in stream.tasks[0]:  # the first of each class's features, kept in order
+        assert torch.equal(replay.buffer_x[replay.buffer_y == c], x0[y0 == c][:2])
+    fit_1 = [r for t, how, r in spy_gen.seen if t == 1 and how == "fit"]
+    n_real_1 = sum(y in stream.tasks[1] for b in spy.batches[1] for y in b)
+    assert len(fit_1) == n_real_1 + 12
+    sampled = [r for _, how, r in spy_gen.seen if how == "sample"]
+    n_past_1 = sum(y in stream.tasks[0] for b in spy.batches[1] for y in b)
+    if to_classifier == "real":
+        assert sampled == [] and n_past_1 == 12  # the classifier: real task + buffer
+    else:
+        assert len(sampled) == 3 and n_past_1 == 12 + 3 * 4
+
+
+def test_real_classifier_replay_needs_a_buffer(stream):
+    with pytest.raises(PluginError, match="to_classifier.*set real_buffer"):
+        Plugins().make("replay", "generative_replay", {"to_classifier": "real"},
+                       stream=stream.view, make_generator=lambda: None)
+
+
+def test_generator_replay_per_class_is_at_most_replay_per_class(stream):
+    with pytest.raises(PluginError, match="generator_replay_per_class.*at most"):
+        Plugins().make("replay", "generative_replay",
+                       {"replay_per_class": 2, "generator_replay_per_class": 3},
+                       stream=stream.view, make_generator=lambda: None)
+
+
 def _run(tmp_path, *overrides):
     return run_scenario(load_scenario(None, TINY + list(overrides)), runs_dir=tmp_path,
                         **QUIET)

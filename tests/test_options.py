@@ -107,7 +107,9 @@ BUILT_INS = {
     ("replay", "feature_replay"): (czsl_plugins.feature_replay.make_plugin, {
         "mem_size": [*INT(), None], "batch_size_mem": INT()}),
     ("replay", "generative_replay"): (czsl_plugins.generative_replay.make_plugin, {
-        "replay_per_class": INT(), "semantic_transductive": BOOL}),
+        "replay_per_class": INT(), "semantic_transductive": BOOL, "mix": CHOICE,
+        "batch_size_mem": INT(), "generator_replay_per_class": [*INT(0), 301],
+        "real_buffer": INT(0), "to_classifier": [*CHOICE, "real"]}),
     ("replay", "none"): (lambda: None, {}),
     ("generator", "cvae"): (czsl_plugins.cvae.CVAE, {
         "latent_dim": INT(), "hidden": INT(), "epochs": INT(), "batch_size": INT(),

@@ -1,0 +1,25 @@
+"""benchmarks/generative_replay.md is exactly what its committed parts render to."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks import generative_replay as gr
+
+
+def test_the_page_re_renders_from_its_parts():
+    records = [json.loads(p.read_text()) for p in sorted(gr.PARTS.glob("*.json"))]
+    assert records and {r["key"] for r in records} <= set(gr.RUNS)
+    assert gr.render(records) == gr.OUT.read_text(encoding="utf-8")
+
+
+def test_ratios_are_to_sequential_of_the_same_tasks():
+    rec = {"summary": {"mSA": 1.0, "mUA": 1.0, "mH": 1.0, "mAUC": 1.0,
+                       "forgetting_final": None}, "wall_s": 1.0, "load": None,
+           "overrides": []}
+    page = gr.render([{**rec, "key": "sequential", "n_tasks": 5, "cpu_s": 10.0},
+                      {**rec, "key": "grw", "n_tasks": 5, "cpu_s": 25.0},
+                      {**rec, "key": "grw", "n_tasks": 20, "cpu_s": 7.0}])
+    five = page.split("## 5 tasks")[1]
+    assert "| 25 | 2.5 |" in five
+    assert "| 7 | – |" in page.split("## 20 tasks")[1].split("## 5 tasks")[0]
