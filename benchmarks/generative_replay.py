@@ -6,9 +6,9 @@
 Runs each configuration of :data:`RUNS` through ``czsl run`` in a child process with one
 torch thread (``--threads 1``, ``OMP_NUM_THREADS=1``), records its CPU seconds (user +
 system of the child, from the operating system), wall seconds and the machine's load
-average around it, and saves it as ``generative_replay_parts/KEY[-tN].json``. The page
-``generative_replay.md`` is rendered from every saved part (``--runs`` with no key
-re-renders it only). Semi-synthetic data: the page says so.
+average around it, and keeps it in the record ``generative_replay.json`` (a new run
+replaces the one of the same key and number of tasks). The page ``generative_replay.md``
+is rendered from every run of the record (``--runs`` with no key re-renders it only). Semi-synthetic data: the page says so.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PARTS = ROOT / "benchmarks" / "generative_replay_parts"
+RECORD = ROOT / "benchmarks" / "generative_replay.json"
 OUT = ROOT / "benchmarks" / "generative_replay.md"
 
 #: the generative replay scenario as it was before it took its current settings
@@ -139,8 +139,27 @@ def run(key: str, data_dir: Path, n_tasks: int, work: Path) -> dict:
             "wall_s": wall, "load": [load, os.getloadavg()[0]]}
 
 
-def _part(key: str, n_tasks: int) -> Path:
-    return PARTS / (f"{key}-t{n_tasks}.json" if n_tasks else f"{key}.json")
+def _slot(record: dict) -> str:
+    """A run's place in the record: its key, and its number of tasks where not all."""
+    return f"{record['key']}-t{record['n_tasks']}" if record.get("requested_tasks") \
+        else record["key"]
+
+
+def load_record(path: Path = RECORD) -> list[dict]:
+    """The runs of the record, in the order of their places."""
+    if not path.exists():
+        return []
+    return json.loads(path.read_text())["runs"]
+
+
+def save_run(record: dict, path: Path = RECORD) -> None:
+    """Keep ``record`` in the record file, replacing the run in the same place."""
+    from czsl.runfolder import atomic_write_text
+
+    runs = {_slot(r): r for r in load_record(path)}
+    runs[_slot(record)] = record
+    atomic_write_text(path, json.dumps({"runs": [runs[k] for k in sorted(runs)]},
+                                       indent=1) + "\n")
 
 
 def render(records: list[dict]) -> str:
@@ -185,7 +204,7 @@ def render(records: list[dict]) -> str:
         lines.append(f"* `{r['key']}`: " + (", ".join(f"`{o}`" for o in sets) or "none"))
     lines += ["", "Command (with `nice -n 10`): `OMP_NUM_THREADS=1 python -m "
               "benchmarks.generative_replay --data-dir DATA --runs KEY ... [--n-tasks N]`; "
-              "`--runs` alone re-renders this page from `generative_replay_parts/`."]
+              "`--runs` alone re-renders this page from `generative_replay.json`."]
     return "\n".join(lines) + "\n"
 
 
@@ -197,16 +216,16 @@ def main(argv=None) -> int:
     parser.add_argument("--n-tasks", type=int, default=0,
                         help="train and score only the first N tasks (0: all 20)")
     args = parser.parse_args(argv)
-    PARTS.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.runs:
             record = run(key, args.data_dir.resolve(), args.n_tasks, Path(tmp))
-            _part(key, args.n_tasks).write_text(json.dumps(record, indent=1) + "\n")
+            if args.n_tasks:
+                record["requested_tasks"] = args.n_tasks
+            save_run(record)
             s = record["summary"]
             print(f"{key}: mSA {s['mSA']:.1f} mUA {s['mUA']:.1f} mH {s['mH']:.1f} "
                   f"CPU {record['cpu_s']:.0f} s", file=sys.stderr, flush=True)
-    records = [json.loads(p.read_text()) for p in sorted(PARTS.glob("*.json"))]
-    OUT.write_text(render(records))
+    OUT.write_text(render(load_record()))
     return 0
 
 

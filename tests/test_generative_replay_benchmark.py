@@ -1,4 +1,4 @@
-"""benchmarks/generative_replay.md is exactly what its committed parts render to."""
+"""benchmarks/generative_replay.md is exactly what its committed record renders to."""
 
 from __future__ import annotations
 
@@ -7,10 +7,19 @@ import json
 from benchmarks import generative_replay as gr
 
 
-def test_the_page_re_renders_from_its_parts():
-    records = [json.loads(p.read_text()) for p in sorted(gr.PARTS.glob("*.json"))]
+def test_the_page_re_renders_from_its_record():
+    records = gr.load_record()
     assert records and {r["key"] for r in records} <= set(gr.RUNS)
     assert gr.render(records) == gr.OUT.read_text(encoding="utf-8")
+
+
+def test_a_new_run_replaces_the_one_in_its_place(tmp_path):
+    path = tmp_path / "record.json"
+    gr.save_run({"key": "grw", "n_tasks": 20, "cpu_s": 1.0}, path)
+    gr.save_run({"key": "grw", "n_tasks": 5, "requested_tasks": 5, "cpu_s": 2.0}, path)
+    gr.save_run({"key": "grw", "n_tasks": 20, "cpu_s": 3.0}, path)
+    assert [(r["n_tasks"], r["cpu_s"]) for r in gr.load_record(path)] == [(20, 3.0), (5, 2.0)]
+    assert json.loads(path.read_text())["runs"] == gr.load_record(path)
 
 
 def test_ratios_are_to_sequential_of_the_same_tasks():
