@@ -58,16 +58,22 @@ def _learner(stream, plugins, epochs=1):
                           optimizer=torch.optim.SGD(model.parameters(), lr=1e-2))
 
 
-class _Labels(SupervisedPlugin):
-    """Records the labels of every training mini-batch, by task."""
+class _Batches(SupervisedPlugin):
+    """Records each training mini-batch's labels, by task."""
 
     def __init__(self):
         super().__init__()
-        self.labels = {}
+        self.batches = {}
 
     def before_forward(self, strategy, *args, **kwargs):
         step = strategy.experience.current_experience
-        self.labels.setdefault(step, set()).update(strategy.mb_y.tolist())
+        self.batches.setdefault(step, []).append(strategy.mb_y.tolist())
+
+    @property
+    def labels(self) -> dict[int, set[int]]:
+        """The labels each task's mini-batches held."""
+        return {step: {y for batch in batches for y in batch}
+                for step, batches in self.batches.items()}
 
 
 # ------------------------------------------------------------------------ CVAE math
@@ -305,7 +311,7 @@ def test_unknown_generator_name_lists_the_installed_ones():
 def test_feature_replay_buffer_is_class_balanced_and_replayed(stream, no_generator):
     [replay] = Plugins().make("replay", "feature_replay", {"mem_size": 30}, stream=stream.view,
                               make_generator=no_generator)
-    spy = _Labels()
+    spy = _Batches()
     learner = _learner(stream, [replay, spy])
     stream.train(learner, 0)
     stream.train(learner, 1)
@@ -341,7 +347,7 @@ class _Spy:
 @pytest.mark.parametrize("transductive", [False, True])
 def test_generative_replay_reads_only_seen_attributes_unless_transductive(stream,
                                                                           transductive):
-    spy_gen, labels = _Spy(), _Labels()
+    spy_gen, labels = _Spy(), _Batches()
     [replay] = Plugins().make("replay", "generative_replay",
                               {"replay_per_class": 4, "semantic_transductive": transductive},
                               stream=stream.view,
@@ -370,17 +376,6 @@ def test_generative_replay_reads_only_seen_attributes_unless_transductive(stream
         for t in range(stream.n_tasks):  # the classifier sees real new + replayed old classes
             assert labels.labels[t] == {c for tt in range(t + 1) for c in stream.tasks[tt]}
 
-
-class _Batches(SupervisedPlugin):
-    """Records each training mini-batch's labels, by task."""
-
-    def __init__(self):
-        super().__init__()
-        self.batches = {}
-
-    def before_forward(self, strategy, *args, **kwargs):
-        step = strategy.experience.current_experience
-        self.batches.setdefault(step, []).append(strategy.mb_y.tolist())
 
 
 def test_batch_mix_joins_replay_to_each_real_mini_batch(stream):
