@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shlex
 import subprocess
 import sys
@@ -70,24 +69,33 @@ def _busy() -> float:
 def _measure(argv: list[str]) -> dict:
     """Run ``argv``; its wall time, exit status, peak tree memory (MiB) and how many
     cores other processes kept busy meanwhile on average (``others``: the machine's
-    busy CPU time less the command's own, its waited-for descendants included)."""
-    busy, own = _busy(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy CPU time less the command's own, the CPU time of every process of its tree as
+    last sampled: fork-server and Ray workers are in the tree but never waited for by
+    the command, so the operating system's count of waited-for children misses them)."""
+    busy = _busy()
     started = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL)
     root = psutil.Process(proc.pid)
     peak = 0
+    cpu: dict[int, float] = {}  # pid -> its user + system seconds when last seen
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
         except psutil.Error:
-            pass
+            tree = []
+        rss = 0
+        for process in tree:
+            try:
+                times = process.cpu_times()
+                cpu[process.pid] = times.user + times.system
+                rss += process.memory_info().rss
+            except psutil.Error:
+                pass
+        peak = max(peak, rss)
         time.sleep(0.2)
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    mine = (after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime)
     return {"wall": wall, "rc": proc.returncode, "peak_mib": peak / 2**20,
-            "others": max(0.0, _busy() - busy - mine) / wall}
+            "others": max(0.0, _busy() - busy - sum(cpu.values())) / wall}
 
 
 def _runs(out: Path) -> dict[str, dict]:
