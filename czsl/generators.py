@@ -24,7 +24,6 @@ generator that logs nothing shows nothing. A third-party generator that takes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -104,7 +103,6 @@ class CheckedGenerator:
         return self
 
 
-@dataclass
 class GeneratorBatch:
     """What a generator shows its add-on losses at one generator step.
 
@@ -113,7 +111,10 @@ class GeneratorBatch:
     :param labels: ``[B]`` long, each sample's row in ``class_attributes``.
     :param class_attributes: ``[C, A]`` the distinct classes of the current ``fit`` call.
     :param fake: ``[B, D]`` features generated for ``attributes`` from ``noise``, in the
-        generator's autograd graph.
+        generator's autograd graph; or a function of no arguments that generates them,
+        which is called the first time a loss reads ``batch.fake`` (and only then: a
+        step whose losses never read it, such as the random walk's, does not pay for
+        it).
     :param noise: ``[B, Z]`` the noise ``fake`` was generated from.
     :param generate: ``generate(attributes [K, A], noise [K, Z]) -> [K, D]``,
         differentiable with respect to the generator's parameters.
@@ -121,14 +122,27 @@ class GeneratorBatch:
         draws it.
     """
 
-    real: torch.Tensor
-    attributes: torch.Tensor
-    labels: torch.Tensor
-    class_attributes: torch.Tensor
-    fake: torch.Tensor
-    noise: torch.Tensor
-    generate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    sample_noise: Callable[[int], torch.Tensor]
+    def __init__(self, real: torch.Tensor, attributes: torch.Tensor, labels: torch.Tensor,
+                 class_attributes: torch.Tensor,
+                 fake: torch.Tensor | Callable[[], torch.Tensor], noise: torch.Tensor,
+                 generate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                 sample_noise: Callable[[int], torch.Tensor]) -> None:
+        self.real, self.attributes, self.labels = real, attributes, labels
+        self.class_attributes, self.noise = class_attributes, noise
+        self.generate, self.sample_noise = generate, sample_noise
+        self._fake = fake
+
+    @property
+    def fake(self) -> torch.Tensor:
+        """``[B, D]`` features generated for ``attributes`` from ``noise`` (made at the
+        first read when the generator passed a function)."""
+        if callable(self._fake):
+            self._fake = self._fake()
+        return self._fake
+
+    @fake.setter
+    def fake(self, value: torch.Tensor | Callable[[], torch.Tensor]) -> None:
+        self._fake = value
 
 
 class GeneratorLosses:
@@ -206,7 +220,7 @@ class GeneratorLosses:
 
     def __call__(self, batch: GeneratorBatch) -> torch.Tensor:
         """The sum of the losses on ``batch`` (a zero tensor when there are none)."""
-        total = batch.fake.new_zeros(())
+        total = batch.real.new_zeros(())
         for (where, loss), name in zip(self.losses, self.names):
             try:
                 value = loss(batch)

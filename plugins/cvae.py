@@ -176,8 +176,8 @@ class CVAE:
                     noise = self._noise(len(idx), x)
                     loss = loss + self.losses(GeneratorBatch(
                         real=x, attributes=attributes[idx], labels=own[idx],
-                        class_attributes=classes, fake=self.generate(attributes[idx], noise),
-                        noise=noise, generate=self.generate,
+                        class_attributes=classes, noise=noise,
+                        fake=lambda a=attributes[idx], z=noise: self.generate(a, z), generate=self.generate,
                         sample_noise=lambda k, x=x: self._noise(k, x)))
                 optimizer.zero_grad()
                 loss.backward()

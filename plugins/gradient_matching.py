@@ -273,7 +273,7 @@ class GradientMatching:
 
         classes = batch.class_attributes
         if len(classes) < 2:
-            return batch.fake.new_zeros(())
+            return batch.real.new_zeros(())
         fit = self._fit
         use_fit = (fit is not None and self.n_classes > 0 and len(fit[3]) == len(classes)
                    and fit[0].device == batch.real.device)

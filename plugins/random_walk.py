@@ -200,7 +200,7 @@ class RandomWalk:
 
     def __call__(self, batch):
         if len(batch.class_attributes) < 2:
-            return batch.fake.new_zeros(())
+            return batch.real.new_zeros(())
         n = self.n_hallucinated or len(batch.attributes)
         attributes = self._hallucinate(batch.attributes, n)
         points = batch.generate(attributes, batch.sample_noise(n))

@@ -225,3 +225,28 @@ def test_fclswgan_fits_with_the_loss_and_samples(name, options):
     gen.fit(features, attributes)
     assert math.isfinite(losses.last["x"])
     assert gen.sample(torch.eye(C, A), 5).shape == (C * 5, D)
+
+
+# -- (e) a generator may hand over ``fake`` as a function, run at the first read ----------
+
+
+def test_fake_passed_as_a_function_runs_only_when_a_loss_reads_it_and_once():
+    features, attributes, _ = make_data(per_class=3)
+    generator = torch.nn.Linear(2 * A, D)
+    calls = []
+
+    def make_fake():
+        calls.append(1)
+        return generator(torch.cat([attributes, noise], 1))
+
+    noise = torch.randn(len(features), A)
+    classes, labels = torch.unique(attributes, dim=0, return_inverse=True)
+    batch = GeneratorBatch(real=features, attributes=attributes, labels=labels,
+                           class_attributes=classes, fake=make_fake, noise=noise,
+                           generate=lambda a, z: generator(torch.cat([a, z], 1)),
+                           sample_noise=lambda k: torch.randn(k, A))
+    walk = GeneratorLosses([("random_walk", build("random_walk"))])(batch)
+    assert walk.requires_grad and calls == []  # the walk never reads batch.fake
+    first, again = batch.fake, batch.fake
+    assert calls == [1] and first is again and first.shape == (len(features), D)
+    assert first.grad_fn is not None  # still in the generator's graph
