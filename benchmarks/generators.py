@@ -76,7 +76,7 @@ How these runs differ from the published ones:
   real seen + synthetic unseen features, in place of f-CLSWGAN's softmax classifier on
   features; every run uses one fixed schedule: **no epoch is chosen on the test set**
   (the f-CLSWGAN / TF-VAEGAN reference scripts keep the best test epoch).
-* **Why generative replay trails here.** With the shipped 10 CVAE epochs per task (about
+* **Why generative replay trails here.** With 10 CVAE epochs per task (the scenario then; about
   70 steps on a CUB task's 470 real features) the generator replays poor features of the
   old classes, and the classifier, trained over all seen classes, unlearns them:
   final forgetting 0.54 on CUB against 0.08 for Sequential. Two diagnostics on CUB
