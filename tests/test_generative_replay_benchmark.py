@@ -32,3 +32,17 @@ def test_ratios_are_to_sequential_of_the_same_tasks():
     five = page.split("## 5 tasks")[1]
     assert "| 25 | 2.5 |" in five
     assert "| 7 | – |" in page.split("## 20 tasks")[1].split("## 5 tasks")[0]
+
+
+def test_seeds_keep_their_own_places_and_are_averaged():
+    def rec(key, seed, mh, cpu):
+        return {"key": key, "seed": seed, "n_tasks": 20, "cpu_s": cpu, "wall_s": 1.0,
+                "load": [1.0, 2.0], "overrides": [],
+                "summary": {"mSA": 1.0, "mUA": 1.0, "mH": mh, "mAUC": 1.0,
+                            "forgetting_final": 0.1}}
+    records = [rec("sequential", 0, 10.0, 10.0), rec("sequential", 1, 12.0, 30.0),
+               rec("grw", 0, 14.0, 40.0), rec("grw", 1, 16.0, 40.0)]
+    page = gr.render(records)
+    assert "| 0, 1 | 1.0 ± 0.0 | 1.0 ± 0.0 | 11.0 ± 1.4 |" in page  # Sequential: mean ± std of 2 seeds
+    assert "| 40 ± 0 | 2.0 |" in page  # mean CPU over Sequential's mean CPU
+    assert len({gr._slot(r) for r in records}) == 4
