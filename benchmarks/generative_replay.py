@@ -113,7 +113,8 @@ what another seed could move, not measured here):
   features to the classifier as well gives 30.7 (more seen accuracy, less unseen).
   Both run the generator 1 epoch per task with the real class means as the walk's
   prototypes and join the buffer to each mini-batch (see the scenarios' headers);
-  the authors' code was not run here (`parity.py` has no GRW mode yet)."""
+  the authors' code was not run here (`parity.md` runs it beside `cub_czsl_grw.toml`
+  on the first 5 tasks)."""
 
 
 def run(key: str, data_dir: Path, n_tasks: int, work: Path) -> dict:
