@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,102 @@ def test_a_run_replaces_its_key_and_seed_in_the_record(tmp_path, monkeypatch):
     out.unlink()
     assert parity.main(["--render", "--record", str(record), "--out", str(out)]) == 0
     assert out.read_text(encoding="utf-8") == page and parity.read_record(record)[1] == commands
+
+
+#: GRW's printed lines (tasks 1 and 2; the other lines of its output are noise here)
+GRW_OUT = """\
+Script has started
+Epoch 1/5...
+Best accuracy at task 1 at epoch 4: unseen : 0.0200, seen : 0.6000, H : 0.0387
+Replay data shape : torch.Size([465, 2048])
+Best accuracy at task 2 at epoch 4: unseen : 0.0400, seen : 0.5000, H : 0.0741
+"""
+
+
+def test_grw_output_is_averaged_over_its_tasks():
+    parity = _parity()
+    got = parity.parse_grw(GRW_OUT)
+    assert [round(st["SA"], 6) for st in got["steps"]] == [60.0, 50.0]
+    assert got["mSA"] == pytest.approx(55.0) and got["mUA"] == pytest.approx(3.0)
+    assert got["mH"] == pytest.approx((3.87 + 7.41) / 2)  # the mean of the per-task H
+
+
+def test_grw_output_without_its_task_lines_is_refused():
+    parity = _parity()
+    with pytest.raises(SystemExit, match="no per-task accuracies.*update GRW_LINE"):
+        parity.parse_grw(GRW_OUT.replace("Best accuracy", "Accuracy"))
+    with pytest.raises(SystemExit, match=r"found tasks \[2\]"):    # a task is missing
+        parity.parse_grw(GRW_OUT.split("Replay")[1])
+
+
+def _grw_checkout(folder: Path, main_cuda: int = 23) -> Path:
+    """A stand-in for GRW's src/: every string GRW_EDITS replaces, as many times as
+    there, in code that only runs once edited (no GPU here)."""
+    src = folder / "src"
+    src.mkdir(parents=True)
+    cuda = ".cuda()"
+    (src / "main.py").write_text(f"""\
+import torch
+from torch.autograd import Variable
+from data import DATA_LOADER as dataloader
+if not torch.cuda.is_available():
+    raise SystemExit('please use GPU!')
+class opt:
+    seed, num_tasks = 3, 20
+torch.manual_seed(opt.seed)
+iter_task = opt.num_tasks
+x = torch.ones(1, 2){cuda * (main_cuda - 2)}
+D, G = torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)
+D_optimizer = torch.optim.SGD(D.parameters(), lr=0.5)
+G_optimizer = torch.optim.SGD(G.parameters(), lr=0.5)
+loss = G(D(x)).sum()
+loss.backward(retain_graph=True)
+D_optimizer.step()
+G_optimizer.step()
+loss.backward(retain_graph=True)   # through a graph built before the steps (torch 1.4)
+G_optimizer.step()
+acc = Variable(torch.Tensor([0.0]), requires_grad=True).cuda()
+acc += 1.0
+acc2 = Variable(torch.Tensor([0.0]), requires_grad=True).cuda()
+acc2 += D.weight.grad.sum()
+print(dataloader, torch.get_num_threads(), iter_task, float(acc), torch.initial_seed())
+""")
+    (src / "data.py").write_text(f"DATA_LOADER = torch = 0\nx = 1\n# {cuda * 4}\n")
+    (src / "rw_loss.py").write_text(f"# {cuda * 5}\n")
+    (src / "config.yaml").write_text("lr: 0.0002\n")
+    return folder
+
+
+def test_grw_code_runs_with_the_listed_edits_only(tmp_path):
+    parity = _parity()
+    checkout = _grw_checkout(tmp_path / "checkout")
+    src = parity.edit_grw(checkout, tmp_path / "run", tasks=5)
+    assert sorted(p.name for p in src.iterdir()) == ["config.yaml", "data.py", "main.py",
+                                                     "rw_loss.py"]
+    assert ".cuda()" not in "".join(p.read_text() for p in src.iterdir())
+    proc = subprocess.run([sys.executable, "main.py"], cwd=src, capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["0", "1", "6", "1.0", "3"]   # tasks 1 .. 5: iter_task 6
+    assert (checkout / "src" / "main.py").read_text().count(".cuda()") == 23  # theirs: as is
+
+
+def test_changed_grw_code_is_refused(tmp_path):
+    parity = _parity()
+    checkout = _grw_checkout(tmp_path / "checkout", main_cuda=22)
+    with pytest.raises(SystemExit, match=r"main.py: expected '.cuda\(\)' \(CPU\) 21 times, "
+                                         "found it 20 times.*update GRW_EDITS"):
+        parity.edit_grw(checkout, tmp_path / "run")
+    (checkout / "src" / "rw_loss.py").unlink()
+    with pytest.raises(SystemExit, match="rw_loss.py: not found.*wx-zhang/IGCZSL"):
+        parity.edit_grw(checkout, tmp_path / "run2")
+
+
+def test_grw_says_what_it_needs(tmp_path, monkeypatch):
+    parity = _parity()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "easydict" else real(name, *a))
+    with pytest.raises(SystemExit, match="needs easydict.*not czsl dependencies.*pip install "
+                                         "easydict"):
+        parity.run_grw(tmp_path, tmp_path, 0, tmp_path)
