@@ -371,26 +371,25 @@ What differs between the two sides (`scenarios/cub_czsl_grw.toml`'s header says 
   classifier trained on each task's features alone."""
 
 GRW_FINDINGS = """\
-What the rows show (the authors' code ran 2 seeds here, 40 minutes of one core per run;
-czsl 3 seeds):
+What the rows show (3 seeds on each side; the authors' code took about 40 minutes of one
+core per run):
 
 * **mH is at parity, the parts are not.** czsl's `cub_czsl_grw.toml` scores mH 11.6 ±
-  0.5 against the authors' 12.0 ± 0.6 (seeds 0, 1): 0.3 apart, inside either side's
-  seed spread; with the generator on the authors' 5 epochs, 11.9 ± 0.6. mUA agrees too
-  (7.2 against 7.1). But czsl's seen accuracy is about 9 points lower (mSA 33.4 against
-  42.0): the same mH from a different balance. Why the authors' code keeps more of the
-  seen classes was not measured here; candidates are its passes over the whole buffer
-  (it concatenates the buffer to the task, czsl joins 64 buffer features to each batch)
-  and its classifier's own terms (see below). With 2 seeds on one side and 3 on the
-  other, "within seed noise" is a statement about spreads of about ± 0.5.
-* **czsl is about 65x faster at these settings**: 37 CPU s against 2,411 (x CPU 0.015);
-  30x with the generator at 5 epochs (81 s). GRW's code builds `[batch, seen classes,
-  2048]` tensors several times per batch and generates 10 features per seen class for
-  each of its three walk losses, so its cost per epoch grows with the seen classes
-  (task 5 took about 3 minutes per epoch, task 1 about 20 s). The issue that asked for
-  this comparison quoted 739 CPU s for the same schedule; measured here with the run's
-  whole process (user + system) it is 2,374 and 2,448.
-* **Replay helps**: czsl's Sequential + ClassNorm (no replay) scores mH 9.4 ± 0.8, 2.6
+  0.5 against the authors' 11.9 ± 0.4: 0.3 apart, inside either side's seed spread;
+  with the generator on the authors' 5 epochs, 11.9 ± 0.6. mUA agrees too (7.2 against
+  7.0). But czsl's seen accuracy is about 9.5 points lower (mSA 33.4 against 42.9): the
+  same mH from a different balance. Why the authors' code keeps more of the seen
+  classes was not measured here; candidates are its passes over the whole buffer (it
+  concatenates the buffer to the task, czsl joins 64 buffer features to each batch) and
+  its classifier's own terms (see below).
+* **czsl is about 67x faster at these settings**: 37 CPU s against 2,481 (x CPU 0.015);
+  31x with the generator at 5 epochs (81 s), the authors' schedule. GRW's code builds
+  `[batch, seen classes, 2048]` tensors several times per batch and generates 10
+  features per seen class for each of its three walk losses, so its cost per epoch grows
+  with the seen classes (task 5 took about 3 minutes per epoch, task 1 about 20 s). The
+  issue that asked for this comparison quoted 739 CPU s for the same schedule; measured
+  here with the run's whole process (user + system) it is 2,374, 2,448 and 2,621.
+* **Replay helps**: czsl's Sequential + ClassNorm (no replay) scores mH 9.4 ± 0.8, 2.5
   below the authors' code and 2.2 below czsl's GRW scenario, at 0.7x the scenario's CPU
   seconds."""
 
