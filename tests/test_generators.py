@@ -91,6 +91,38 @@ def test_gaussian_kl_is_the_closed_form_and_zero_only_at_equality():
     assert cvae.gaussian_kl(mu_q[:, None], lv_q[:, None], mu_p[None], lv_p[None]).shape == (5, 5)
 
 
+def test_the_kl_matrix_and_fast_math_loss_match_the_broadcast_form():
+    g = torch.Generator().manual_seed(1)
+    mu_q, lv_q = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    mu_p, lv_p = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    want = cvae.gaussian_kl(mu_q[:, None], lv_q[:, None], mu_p[None], lv_p[None])
+    assert torch.allclose(cvae.gaussian_kl_matrix(mu_q, lv_q, mu_p, lv_p), want, atol=1e-5)
+    x, recon = torch.rand(6, 3, generator=g), torch.rand(6, 3, generator=g)
+    own = torch.tensor([0, 1, 2, 3, 4, 0])
+    grads = []
+    for fast in (False, True):
+        params = [t.clone().requires_grad_() for t in (mu_q, lv_q, mu_p, lv_p)]
+        losses = cvae.cvae_loss(x, recon, *params, own, margin=3.0, margin_weight=0.5,
+                                fast_math=fast)
+        losses[0].backward()
+        grads.append((torch.stack(losses).detach(), [p.grad for p in params]))
+    (slow, slow_grads), (fast, fast_grads) = grads
+    assert slow[3] > 0  # the margin is active, so its matrix is exercised
+    assert torch.allclose(slow, fast, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(slow_grads, fast_grads))
+
+
+def test_cvae_fast_math_uses_fused_adam_only_when_asked(monkeypatch):
+    made = []
+    adam = torch.optim.Adam
+    monkeypatch.setattr(torch.optim, "Adam",
+                        lambda params, **kw: made.append(kw) or adam(params, **kw))
+    x, a, _, _ = _class_data(n_per_class=4)
+    for fast in (False, True):
+        cvae.CVAE(8, 4, latent_dim=2, hidden=8, epochs=1, fast_math=fast).fit(x, a)
+    assert [kw.get("fused") for kw in made] == [None, True]
+
+
 def test_margin_loss_is_a_hinge_on_the_nearest_other_class():
     kl = torch.tensor([[0.0, 5.0, 3.0], [2.0, 2.5, 9.0]])
     own = torch.tensor([0, 1])

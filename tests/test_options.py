@@ -113,7 +113,7 @@ BUILT_INS = {
     ("replay", "none"): (lambda: None, {}),
     ("generator", "cvae"): (czsl_plugins.cvae.CVAE, {
         "latent_dim": INT(), "hidden": INT(), "epochs": INT(), "batch_size": INT(),
-        "lr": NUM(0), "margin": NUM(-1), "margin_weight": NUM(-1)}),
+        "lr": NUM(0), "margin": NUM(-1), "margin_weight": NUM(-1), "fast_math": BOOL}),
     ("generator", "fclswgan"): (czsl_plugins.fclswgan.FCLSWGAN, {
         "hidden": INT(), "noise_dim": INT(), "batch_size": INT(), "epochs": INT(),
         "critic_steps": INT(), "cls_batch_size": INT(), "cls_epochs": INT(0),
