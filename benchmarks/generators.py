@@ -65,13 +65,14 @@ How these runs differ from the published ones:
   published figures are real-feature anchors only.
 * **f-CLSWGAN's budget.** The published architecture and optimiser (4096-unit
   generator and critic, WGAN-GP weight 10, 5 critic steps, classification weight 0.01,
-  Adam lr 1e-4 CUB / 2e-4 SUN, batch 64), but `max_iterations = 300` generator steps
-  instead of the paper's 56 (CUB) / 40 (SUN) epochs (about 6,000 / 6,500 steps): one step
-  costs seconds on these 2 shared CPU cores (the CUB and SUN runs took 17-19 minutes
-  each). At 5 % of its schedule the GAN has not learned the unseen classes (ZSL top-1
-  9.7 % on CUB, 13.9 % on SUN), so its row shows that the full-size pipeline runs, not
-  what f-CLSWGAN reaches: run
-  it with `--set generator.max_iterations=0` on a GPU for that.
+  Adam lr 1e-4 CUB / 2e-4 SUN, batch 64), but 300 generator steps (the scenarios'
+  `cpu_max_iterations`, a cap on a CPU only: a GPU runs the full schedule, and a capped
+  run's notes say what share ran) instead of the paper's 56 (CUB) / 40 (SUN) epochs
+  (about 6,000 / 6,500 steps): one step costs seconds on these 2 shared CPU cores (the
+  CUB and SUN runs took 17-19 minutes each). At 5 % of its schedule the GAN has not
+  learned the unseen classes (ZSL top-1 9.7 % on CUB, 13.9 % on SUN), so its row shows
+  that the full-size pipeline runs, not what f-CLSWGAN reaches: run it on a GPU, or
+  with `--set generator.cpu_max_iterations=0`, for that.
 * **Final classifier.** czsl's `attribute_embedder` with ClassNorm, trained 10 epochs on
   real seen + synthetic unseen features, in place of f-CLSWGAN's softmax classifier on
   features; every run uses one fixed schedule: **no epoch is chosen on the test set**

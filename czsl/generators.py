@@ -97,6 +97,25 @@ class CheckedGenerator:
                               "device=attributes.device), and move its parameters in to())")
         return out.detach()
 
+    def notes(self) -> list[str]:
+        """The generator's optional ``notes``: facts a reader of its results needs (e.g.
+        what share of its schedule a cap let run); empty if it has none.
+
+        :raises PluginError: if reading them raises or gives anything but strings.
+        """
+        try:
+            notes = getattr(self.generator, "notes", None)
+        except Exception as exc:
+            raise PluginError(f"{self.where} failed reading its notes: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        if notes is None:
+            return []
+        if isinstance(notes, str) or not isinstance(notes, (list, tuple)) \
+                or not all(isinstance(n, str) for n in notes):
+            raise PluginError(f"{self.where}: its notes are {notes!r}; they must be a list "
+                              "of strings (or leave notes out)")
+        return list(notes)
+
     def to(self, device: torch.device) -> CheckedGenerator:
         """Move the generator to ``device``; returns this wrapper."""
         self._call("to", device)

@@ -228,6 +228,10 @@ def czsl_make_generator(
     ``to(device) -> generator``
         Move to ``device`` (a ``torch.device``) and return itself, as ``nn.Module.to``.
 
+    Optional: ``notes``, an attribute or property: a list of strings a reader of the
+    results needs (f-CLSWGAN's says what share of its schedule a step cap let run).
+    czsl prints them when the run ends and keeps them in ``results.json``'s ``notes``.
+
     Its state must pickle (it is saved with the replay plugin after every task, see
     "Checkpoints" above): keep torch modules and tensors, not open files or lambdas;
     a class defined at module level pickles by reference. czsl checks the shape and

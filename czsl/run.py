@@ -319,6 +319,9 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
             results["generator"] = built.generator
             if built.generators:  # added only with generative replay: other runs unchanged
                 results["generator_losses"] = list(built.generators[0].losses.names)
+                for note in built.generators[0].notes():
+                    echo(f"note: {note}")
+                    results["notes"].append(note)
             # a replay that read unseen classes' attributes during training says so
             results["semantic_transductive"] = built.view.semantic_transductive
             results["runtime"] = runtime_settings(built)

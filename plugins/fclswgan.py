@@ -21,13 +21,17 @@ features per class (that number is the replay plugin's ``replay_per_class``).
 Differences from the reference code, on purpose: features are not min-max scaled to
 [0, 1] (the generator ends in a ReLU and learns the scale); no epoch is picked on
 test data (the reference scripts keep the best test epoch; here training runs a fixed
-number of epochs, ``max_iterations`` optionally capping the generator steps of one
-``fit``, for CPU budgets).
+number of epochs). For CPU budgets, ``cpu_max_iterations`` caps the generator steps of
+one ``fit`` on a CPU only, so the published schedule stays what runs on a GPU, and
+``max_iterations`` caps them on every device. Whenever a cap cut a fit short, the
+generator's :attr:`FCLSWGAN.notes` say what fraction of the schedule ran, and czsl prints
+that with the results and keeps it in ``results.json``'s ``notes``.
 
 Options (``[generator]`` table): ``hidden`` (4096), ``noise_dim`` (attribute size),
 ``lr`` (1e-4), ``beta1`` (0.5), ``batch_size`` (64), ``epochs`` (56), ``critic_steps`` (5),
 ``gp_weight`` (10), ``cls_weight`` (0.01), ``cls_epochs`` (50), ``cls_lr`` (1e-3),
-``cls_batch_size`` (100), ``max_iterations`` (0: no cap). Add-on losses (``losses``) see
+``cls_batch_size`` (100), ``max_iterations`` (0: no cap), ``cpu_max_iterations`` (0: no
+cap). Add-on losses (``losses``) see
 the generator's output for the step's attributes and fresh noise.
 """
 
@@ -104,10 +108,14 @@ class FCLSWGAN:
     torch when ``czsl plugins`` imports this module. Options: see the module docstring.
     """
 
+    # class-level defaults: a generator pickled before these existed still resumes
+    cpu_max_iterations = 0
+    steps_run = steps_scheduled = fits_capped = 0  # summed over fits, for :attr:`notes`
+
     def __init__(self, n_features, n_attributes, *, hidden=4096, noise_dim=None, lr=1e-4,
                  beta1=0.5, batch_size=64, epochs=56, critic_steps=5, gp_weight=10.0,
                  cls_weight=0.01, cls_epochs=50, cls_lr=1e-3, cls_batch_size=100,
-                 max_iterations=0, losses=None):
+                 max_iterations=0, cpu_max_iterations=0, losses=None):
         from czsl.generators import GeneratorLosses
 
         noise_dim = n_attributes if noise_dim is None else noise_dim
@@ -117,6 +125,7 @@ class FCLSWGAN:
             integer(key, value)
         integer("cls_epochs", cls_epochs, at_least=0)
         integer("max_iterations", max_iterations, at_least=0)
+        integer("cpu_max_iterations", cpu_max_iterations, at_least=0)
         lr, cls_lr = number("lr", lr, above=0), number("cls_lr", cls_lr, above=0)
         beta1 = number("beta1", beta1, at_least=0, below=1)
         gp_weight = number("gp_weight", gp_weight, at_least=0)
@@ -125,7 +134,7 @@ class FCLSWGAN:
         self.batch_size, self.epochs, self.critic_steps = batch_size, epochs, critic_steps
         self.gp_weight, self.cls_weight = gp_weight, cls_weight
         self.cls_epochs, self.cls_lr, self.cls_batch_size = cls_epochs, cls_lr, cls_batch_size
-        self.max_iterations = max_iterations
+        self.max_iterations, self.cpu_max_iterations = max_iterations, cpu_max_iterations
         self.losses = losses if losses is not None else GeneratorLosses()
         self.generator = _net(noise_dim + n_attributes, hidden, n_features, out_relu=True)
         self.critic = _net(n_features + n_attributes, hidden, 1, out_relu=False)
@@ -173,9 +182,11 @@ class FCLSWGAN:
                if self.cls_weight > 0 and self.cls_epochs > 0 and len(classes) > 1 else None)
         self.losses.start(features, attributes)
         opt_g, opt_d = self._optimizers()
-        steps = self.epochs * max(1, n // self.batch_size)
-        if self.max_iterations:
-            steps = min(steps, self.max_iterations)
+        scheduled = self.epochs * max(1, n // self.batch_size)
+        steps = self.capped(scheduled, features.device)
+        self.steps_run += steps
+        self.steps_scheduled += scheduled
+        self.fits_capped += steps < scheduled
         self.generator.train()
         self.critic.train()
         for _ in range(steps):
@@ -214,6 +225,24 @@ class FCLSWGAN:
         self.critic.requires_grad_(True)
         self.generator.eval()
         self.critic.eval()
+
+    def capped(self, scheduled, device):
+        """The generator steps a fit of ``scheduled`` steps runs on ``device``: at most
+        ``max_iterations``, and on a CPU at most ``cpu_max_iterations`` (0: no cap)."""
+        caps = [self.max_iterations, self.cpu_max_iterations if device.type == "cpu" else 0]
+        return min([scheduled, *(cap for cap in caps if cap)])
+
+    @property
+    def notes(self):
+        """What fraction of the schedule ran, once a cap has cut a fit short (else none)."""
+        if not self.fits_capped:
+            return []
+        share = self.steps_run / self.steps_scheduled
+        return [f"f-CLSWGAN ran {self.steps_run:,} of the {self.steps_scheduled:,} generator "
+                f"steps of its schedule ({share:.1%}; {self.fits_capped} of its fits capped "
+                f"by max_iterations = {self.max_iterations} / cpu_max_iterations = "
+                f"{self.cpu_max_iterations}, where 0 is no cap): its features are those of "
+                "a partly trained GAN"]
 
     def sample(self, attributes, n):
         """``[K * n, D]``: ``n`` generated features for each row of ``attributes``."""

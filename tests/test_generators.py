@@ -3,6 +3,8 @@ generative replay (inductive by default), and two-task runs with each."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from avalanche.core import SupervisedPlugin
@@ -202,6 +204,41 @@ def test_fclswgan_samples_move_to_the_class_means():
     assert (gen.sample(attrs, 5) >= 0).all()  # ReLU output
 
 
+def test_fclswgan_caps_cpu_fits_only_and_says_what_share_ran():
+    gen = fclswgan.FCLSWGAN(8, 4, hidden=8, epochs=10, batch_size=8, cls_epochs=1,
+                            cpu_max_iterations=3)
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")  # only the device's type is read
+    assert (gen.capped(40, cpu), gen.capped(40, gpu), gen.capped(2, cpu)) == (3, 40, 2)
+    gen.max_iterations = 5
+    assert (gen.capped(40, cpu), gen.capped(40, gpu)) == (3, 5)
+    gen.max_iterations = 0
+    assert gen.notes == []  # nothing capped yet
+    x, a, _, _ = _class_data(n_per_class=10)  # 40 samples: 10 epochs x 5 steps scheduled
+    gen.fit(x, a)
+    gen.fit(x, a)
+    assert gen.notes == ["f-CLSWGAN ran 6 of the 100 generator steps of its schedule (6.0%; "
+                         "2 of its fits capped by max_iterations = 0 / cpu_max_iterations = "
+                         "3, where 0 is no cap): its features are those of a partly trained GAN"]
+    full = fclswgan.FCLSWGAN(8, 4, hidden=8, epochs=1, batch_size=8, cls_epochs=1)
+    full.fit(x, a)
+    assert full.notes == []
+
+
+@pytest.mark.parametrize("notes", ["one string", [1], {"a": "b"}])
+def test_generator_notes_must_be_strings(notes):
+    class Noted:
+        def fit(self, features, attributes): pass
+        def sample(self, attributes, n): pass
+        def to(self, device): return self
+
+    gen = Noted()
+    gen.notes = notes
+    with pytest.raises(PluginError, match="generator 'noted'.*must be a list of strings"):
+        CheckedGenerator(gen, "generator 'noted'", 8).notes()
+    gen.notes = ["fine"]
+    assert CheckedGenerator(gen, "generator 'noted'", 8).notes() == ["fine"]
+
+
 def test_anti_collapse_raises_sample_diversity():
     plain, *_ = _fit_gan(1)
     loss = anti_collapse.AntiCollapse(weight=0.02)
@@ -240,9 +277,12 @@ def test_a_run_with_fclswgan_and_an_add_on_loss(tmp_path, monkeypatch):
     monkeypatch.setattr(anti_collapse.AntiCollapse, "__call__",
                         lambda self, batch: calls.append(batch.fake.shape) or call(self, batch))
     res = _run(tmp_path, "protocol.task_sizes=[4, 4]", "replay=generative_replay", *FAST_GAN,
-               "generator.losses=[{name='anti_collapse', weight=0.1}]")
+               "generator.losses=[{name='anti_collapse', weight=0.1}]",
+               "generator.max_iterations=0", "generator.cpu_max_iterations=2")
     assert res.results["generator"] == "fclswgan" and res.results["n_tasks"] == 2
-    assert calls == [(16, 8)] * 4  # 2 tasks x 2 capped steps, batch 16
+    assert calls == [(16, 8)] * 4  # 2 tasks x 2 capped steps (on this CPU), batch 16
+    saved_notes = json.loads((res.run_dir / "results.json").read_text())["notes"]
+    assert [n for n in saved_notes if n.startswith("f-CLSWGAN ran 4 of the ")] != []
     saved = load_scenario(res.run_dir / "scenario.toml")  # the run can be repeated
     assert saved.generator.options["losses"] == [{"name": "anti_collapse", "weight": 0.1}]
 

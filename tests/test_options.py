@@ -117,7 +117,8 @@ BUILT_INS = {
     ("generator", "fclswgan"): (czsl_plugins.fclswgan.FCLSWGAN, {
         "hidden": INT(), "noise_dim": INT(), "batch_size": INT(), "epochs": INT(),
         "critic_steps": INT(), "cls_batch_size": INT(), "cls_epochs": INT(0),
-        "max_iterations": INT(0), "lr": NUM(0), "cls_lr": NUM(0), "beta1": NUM(1, -0.1),
+        "max_iterations": INT(0), "cpu_max_iterations": INT(0), "lr": NUM(0),
+        "cls_lr": NUM(0), "beta1": NUM(1, -0.1),
         "gp_weight": NUM(-1), "cls_weight": NUM(-1)}),
     ("generator_loss", "anti_collapse"): (czsl_plugins.anti_collapse.AntiCollapse, {
         "weight": NUM(-1), "eps": NUM(0)}),
