@@ -8,7 +8,8 @@ torch thread (``--threads 1``, ``OMP_NUM_THREADS=1``), records its CPU seconds (
 system of the child, from the operating system), wall seconds and the machine's load
 average around it, and keeps it in the record ``generative_replay.json`` (a new run
 replaces the one of the same key and number of tasks). The page ``generative_replay.md``
-is rendered from every run of the record (``--runs`` with no key re-renders it only). Semi-synthetic data: the page says so.
+is rendered from every run of the record (``--runs`` with no key re-renders it only).
+Semi-synthetic data: the page says so.
 """
 
 from __future__ import annotations

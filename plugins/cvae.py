@@ -201,11 +201,11 @@ class CVAE:
                                     ("cvae/margin", reg)):
                     self.losses.log(name, value)
                 if len(self.losses):
-                    noise = self._noise(len(idx), x)
+                    a, noise = attributes[idx], self._noise(len(idx), x)
                     loss = loss + self.losses(GeneratorBatch(
-                        real=x, attributes=attributes[idx], labels=own[idx],
-                        class_attributes=classes, noise=noise,
-                        fake=lambda a=attributes[idx], z=noise: self.generate(a, z), generate=self.generate,
+                        real=x, attributes=a, labels=own[idx], class_attributes=classes,
+                        noise=noise, generate=self.generate,
+                        fake=lambda a=a, z=noise: self.generate(a, z),  # decoded if read
                         sample_noise=lambda k, x=x: self._noise(k, x)))
                 optimizer.zero_grad()
                 loss.backward()
