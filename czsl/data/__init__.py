@@ -8,6 +8,9 @@ Readers (all numpy/scipy; reading data never imports torch):
 - :func:`make_synthetic`: a small seeded synthetic dataset (tests, smoke runs).
 - :func:`make_semi_synthetic`: real CUB/SUN metadata with synthesised features.
 
+:func:`dataset_files` (:mod:`czsl.data.files`, standard library only) says which files
+of a folder :func:`load_dataset` reads a dataset from.
+
 Every problem a user can fix raises :class:`czsl.errors.DataError` naming the file, the
 array and what to do.
 """
@@ -21,15 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from czsl.data.dataset import ZSLDataset
+from czsl.data.files import FEATURES_FILE, SPLITS_FILE, dataset_files, sources
 from czsl.data.npz import read_npz, write_npz
 from czsl.data.semi_synthetic import make_semi_synthetic
 from czsl.data.synthetic import make_synthetic
-from czsl.data.xlsa17 import FEATURES_FILE, SPLITS_FILE, read_xlsa17, write_xlsa17
+from czsl.data.xlsa17 import read_xlsa17, write_xlsa17
 from czsl.errors import DataError
 
 __all__ = [
     "FEATURE_MODES",
     "ZSLDataset",
+    "dataset_files",
     "load_dataset",
     "make_semi_synthetic",
     "make_synthetic",
@@ -53,7 +58,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, *,
     """Find and read dataset ``name``.
 
     ``name="synthetic"`` gives :func:`make_synthetic` (``data_dir`` is not used). Any other
-    name is looked for in ``data_dir``, in this order:
+    name is looked for in ``data_dir``, in this order (:func:`czsl.data.files.sources`,
+    the list a sweep run's id hashes the files of, :func:`dataset_files`):
 
     1. ``res101.mat`` + ``att_splits.mat`` in ``data_dir``, then in ``data_dir/<name>``,
        then in ``data_dir/data/<name>`` (``data_dir`` is the unpacked ``xlsa17`` folder
@@ -98,31 +104,32 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, *,
 
     looked: list[str] = []
     notes: list[str] = []
-    if features != "semi-synthetic":
-        for folder in (root, root / name, root / "data" / name):
-            looked.append(f"{folder / FEATURES_FILE} + {SPLITS_FILE}")
-            if (folder / FEATURES_FILE).is_file():
+    for source in sources(name):
+        path = root / source.path
+        if source.reader != "semi-synthetic" and features == "semi-synthetic":
+            continue
+        if source.reader == "xlsa17":
+            looked.append(f"{path / FEATURES_FILE} + {SPLITS_FILE}")
+            if (path / FEATURES_FILE).is_file():
                 # A missing att_splits.mat beside it is explained by the reader.
-                return _real(read_xlsa17(folder, name=name), features, options, folder)
-            if (folder / SPLITS_FILE).is_file():
-                notes.append(f"{folder / SPLITS_FILE} exists but {FEATURES_FILE} (the image "
+                return _real(read_xlsa17(path, name=name), features, options, path)
+            if (path / SPLITS_FILE).is_file():
+                notes.append(f"{path / SPLITS_FILE} exists but {FEATURES_FILE} (the image "
                              "features) does not")
-        archive = root / f"{name}.npz"
-        looked.append(str(archive))
-        if archive.is_file():
-            return _real(read_npz(archive, name=name), features, options, archive)
-
-    meta = root / f"{name}_meta.npz"
-    looked.append(str(meta))
-    if meta.is_file():
+            continue
+        looked.append(str(path))
+        if not path.is_file():
+            continue
+        if source.reader == "npz":
+            return _real(read_npz(path, name=name), features, options, path)
         if features == "real":
             raise DataError(f"dataset {name!r}: features='real' but only metadata was found "
-                            f"({meta}: attributes, splits and labels, no image features). "
+                            f"({path}: attributes, splits and labels, no image features). "
                             + _GET_REAL.format(name=name, root=root)
                             + "; or use features='semi-synthetic' (or 'auto') to run on "
                             "synthesised features")
         kwargs = _options(make_semi_synthetic, options, "make_semi_synthetic")
-        return make_semi_synthetic(meta, seed=seed, name=name, **kwargs)
+        return make_semi_synthetic(path, seed=seed, name=name, **kwargs)
 
     fix = ("put the official xlsa17 folder there, or an .npz written by czsl.data.write_npz, "
            "or a metadata archive for semi-synthetic features")

@@ -39,10 +39,8 @@ import scipy.io
 import scipy.sparse
 
 from czsl.data.dataset import REQUIRED_SPLITS, SOURCES, ZSLDataset
+from czsl.data.files import FEATURES_FILE, SPLITS_FILE
 from czsl.errors import DataError
-
-FEATURES_FILE = "res101.mat"
-SPLITS_FILE = "att_splits.mat"
 _OPTIONAL_SPLITS = ("train", "val")
 #: czsl's own variable in res101.mat: where the features come from, if not real images
 SOURCE_VARIABLE = "czsl_source"

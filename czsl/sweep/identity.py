@@ -14,9 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-#: files the data readers look for, in :func:`czsl.data.load_dataset`'s order
-_CANDIDATES = ("res101.mat", "att_splits.mat", "{name}/res101.mat", "{name}/att_splits.mat",
-               "{name}.npz", "{name}_meta.npz")
 _CHUNK = 1 << 22
 _file_hashes: dict[tuple[str, int, int], str] = {}
 
@@ -38,10 +35,13 @@ def data_fingerprint(dataset: str, data_dir: Path | None) -> str:
     """A hash of the data files that dataset ``dataset`` may be read from.
 
     ``"synthetic"`` is generated from the scenario (already in the id): its fingerprint
-    is its name. Other datasets hash every candidate file that exists in ``data_dir``.
+    is its name. Other datasets hash every file of ``data_dir`` that the readers may read
+    them from (:func:`czsl.data.files.dataset_files`), by its name there and its bytes.
 
     :raises ConfigError: if ``data_dir`` holds none of them.
     """
+    # here, not at the top: importing czsl.data loads its readers (numpy, scipy; no torch)
+    from czsl.data.files import candidate_files, dataset_files
     from czsl.errors import ConfigError
 
     if dataset == "synthetic":
@@ -49,13 +49,11 @@ def data_fingerprint(dataset: str, data_dir: Path | None) -> str:
     if data_dir is None:
         raise ConfigError(f"dataset {dataset!r} needs --data-dir: a folder with its xlsa17 "
                           f"files, {dataset}.npz or {dataset}_meta.npz")
-    found = [(pattern.format(name=dataset), data_dir / pattern.format(name=dataset))
-             for pattern in _CANDIDATES]
-    found = [(rel, path) for rel, path in found if path.is_file()]
+    found = dataset_files(dataset, data_dir)
     if not found:
         raise ConfigError(f"dataset {dataset!r}: --data-dir {data_dir} holds none of "
-                          f"{[p.format(name=dataset) for p in _CANDIDATES]}; point it at "
-                          "the folder with the dataset's files")
+                          f"{candidate_files(dataset)}; point it at the folder with the "
+                          "dataset's files")
     digest = hashlib.blake2b(digest_size=16)
     for rel, path in found:
         digest.update(f"{rel}\0{_file_hash(path)}\0".encode())
