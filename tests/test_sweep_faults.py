@@ -106,6 +106,7 @@ def _rerun(capsys, grid, out, *flags, expect: int = 0) -> str:
     (errno.EROFS, "is on a read-only file system"),
     (errno.EACCES, "cannot be written (no permission)"),
     (errno.ENOSPC, "is on a full disk"),
+    (errno.EIO, "cannot be written (an input/output error"),
 ])
 def test_an_unwritable_sweep_folder_is_one_line_before_any_run(
         reference, tmp_path, monkeypatch, capsys, in_process, code_, words):

@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="list every run, its labels and overrides, and which are done")
     run.add_argument("--retry-failed", action="store_true",
-                     help="run the runs that failed again (diverged runs are never retried)")
+                     help="run the runs that failed again (diverged runs are never retried; "
+                          "runs that failed on a storage fault rerun without it)")
 
     status = commands.add_parser("status", help="counts of done / running / failed / ... runs")
     status.add_argument("sweep", type=Path, help="the sweep folder, e.g. sweeps/NAME")

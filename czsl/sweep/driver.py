@@ -144,7 +144,7 @@ def run_sweep(grid_path: Path, options: Options,
     if options.backend not in ("local", "ray"):
         raise CZSLError(f"--backend {options.backend!r}: use local or ray")
     storage = {s["id"] for s in specs if status[s["id"]] == "failed"
-               and store.failure(s["id"])["kind"] == "storage"}
+               and (store.failure(s["id"]) or {}).get("kind") == "storage"}
     todo = [s for s in specs if status[s["id"]] in ("pending", "resumable")
             or s["id"] in storage or (options.retry_failed and status[s["id"]] == "failed")]
     before = counts(build_summary(store, store.read_plan()))

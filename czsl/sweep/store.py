@@ -192,13 +192,11 @@ class SweepDir:
         :raises StorageError: if they cannot be removed.
         """
         self.tidy()
-        for run_id in run_ids:
-            with storage_faults(self.root):
+        with storage_faults(self.root):
+            for run_id in run_ids:
                 for read, path, then in (
                         (self.results, self.run_dir(run_id) / "results.json",
-                         "the run runs again" + (", from its checkpoint"
-                                                 if (self.run_dir(run_id) / CHECKPOINT_STATE)
-                                                 .is_file() else "")),
+                         "the run runs again (from its checkpoint, if it has one)"),
                         (self._failure, self.state / f"{run_id}.json",
                          "the run counts as not failed")):
                     try:
