@@ -45,7 +45,7 @@ def build_summary(store: SweepDir, plan: dict[str, Any]) -> dict[str, Any]:
             entry.update({key: results.get(key) for key in _KEPT})
             entry.update(summary=results["summary"], steps=results["metrics"]["steps"])
         elif status in ("failed", "diverged"):
-            entry["error"] = store.failure(planned["id"])["error"]
+            entry["error"] = (store.failure(planned["id"]) or {}).get("error")
         elif status == "damaged":
             entry["error"] = f"{_damage(store, planned['id'])}; 'czsl sweep run' runs it again"
         runs.append(entry)
