@@ -56,6 +56,8 @@ _FAULTS = {
                     "move the file away, or choose another folder"),
     errno.ENOSPC: ("is on a full disk", "free some space"),
     errno.EDQUOT: ("is over its disk quota", "free some space"),
+    errno.EIO: ("cannot be written (an input/output error: the disk or its connection may "
+                "be failing)", "check the disk, or choose another folder"),
 }
 _FAULTS[errno.EPERM] = _FAULTS[errno.EACCES]
 _FAULTS[errno.EEXIST] = _FAULTS[errno.ENOTDIR]

@@ -8,6 +8,7 @@ no Ray); ``run`` imports torch to check the grid's plugins, Ray only with
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from czsl.errors import CZSLError
@@ -50,7 +51,8 @@ def add_parser(sub) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="list every run, its labels and overrides, and which are done")
     run.add_argument("--retry-failed", action="store_true",
-                     help="run the runs that failed again (diverged runs are never retried)")
+                     help="run the runs that failed again (diverged runs are never retried; "
+                          "runs that failed on a storage fault rerun without it)")
 
     status = commands.add_parser("status", help="counts of done / running / failed / ... runs")
     status.add_argument("sweep", type=Path, help="the sweep folder, e.g. sweeps/NAME")
@@ -79,17 +81,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from czsl.sweep.store import SweepDir
     from czsl.sweep.summary import counts, load_summary
 
     if not (args.sweep / "sweep.json").is_file():
         raise CZSLError(f"{args.sweep} is not a sweep folder (no sweep.json); give the "
                         "folder 'czsl sweep run' wrote (--out, default sweeps/NAME)")
+    store = SweepDir(args.sweep)
+    store.tidy()
     summary = load_summary(args.sweep)
     n = counts(summary)
     print(f"sweep {summary['name']}: {len(summary['runs'])} runs: "
           + ", ".join(f"{n[k]} {k}" for k in n))
+    for damage in store.damaged_records(run["id"] for run in summary["runs"]):
+        print(f"note: {damage}; ignored ('czsl sweep run' removes it)")
     for run in summary["runs"]:
-        if run["status"] in ("failed", "diverged"):
+        if run["status"] in ("failed", "diverged", "damaged"):
             labels = ", ".join([*(f"{k}={v}" for k, v in run["labels"].items()),
                                 f"seed={run['seed']}"])
             print(f"{run['status']}: {run['id']} {labels}: {run['error']}")
@@ -103,7 +110,16 @@ def _table(args: argparse.Namespace) -> int:
     summary = load_summary(args.sweep)
     text = render_markdown(summary)
     print(text, end="")
+    damaged = sum(run["status"] == "damaged" for run in summary["runs"])
+    if damaged:
+        print(f"czsl: note: {damaged} run(s) have a damaged results.json (counted as "
+              f"missing); 'czsl sweep status {args.sweep}' names them, 'czsl sweep run' "
+              "runs them again", file=sys.stderr)
     for path, content in ((args.out, text), (args.csv, render_csv(summary) if args.csv else "")):
         if path is not None:
-            path.write_text(content, encoding="utf-8")
+            try:
+                path.write_text(content, encoding="utf-8")
+            except OSError as exc:
+                raise CZSLError(f"cannot write {path} ({exc.strerror}): choose another "
+                                "file, or a folder you can write to") from None
     return 0

@@ -3,20 +3,26 @@
 The plan resolves every cell to its scenario and its run id (:mod:`czsl.sweep.identity`)
 and is written to ``sweep.json``; a run whose folder has a ``results.json`` is never
 started again, one with a checkpoint resumes, a failed one reruns only with
-``--retry-failed``, a diverged one never (it would diverge again: change the grid).
+``--retry-failed`` (unless it failed on a storage fault: a full disk, no permission;
+those rerun once the fault is fixed), a diverged one never (it would diverge again:
+change the grid). A damaged ``results.json`` or failure record is removed first, with
+a note (:meth:`czsl.sweep.store.SweepDir.repair`). A storage fault of the sweep folder
+stops the sweep with one line (exit status 2); the finished runs are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from czsl.errors import ConfigError, CZSLError
+from czsl.errors import ConfigError, CZSLError, StorageError
+from czsl.runfolder import check_writable
 from czsl.sweep.grid import Grid, check_cells, parse_grid
 from czsl.sweep.identity import data_fingerprint, run_id
-from czsl.sweep.store import SweepDir, write_json
+from czsl.sweep.store import THEN, SweepDir, storage_faults, write_json
 from czsl.sweep.summary import build_summary, counts, write_summary
 
 
@@ -112,10 +118,21 @@ def run_sweep(grid_path: Path, options: Options,
 
     :returns: 1 if a run failed, else 0.
     :raises CZSLError: for a bad grid or bad options, before any run starts.
+    :raises StorageError: for a storage fault of the sweep folder, and after the sweep
+        if a run stopped on one.
     """
     grid = parse_grid(grid_path)
     store = SweepDir(options.out or Path("sweeps") / grid.name)
+    if store.root.exists() and not store.root.is_dir():
+        raise StorageError(f"{store.root} is a file, not a sweep folder: give --out a "
+                           "folder (a new one, or a sweep's)")
+    if not options.dry_run:  # found before the data are read
+        check_writable(store.root, THEN)
     specs = plan(grid, store, options)
+    if not options.dry_run:
+        with storage_faults(store.root):
+            store.repair([s["id"] for s in specs], echo)
+            _write_plan(grid, store, specs)
     status = {s["id"]: store.status(s["id"]) for s in specs}
     if options.dry_run:
         for s in specs:
@@ -126,15 +143,20 @@ def run_sweep(grid_path: Path, options: Options,
         return 0
     if options.backend not in ("local", "ray"):
         raise CZSLError(f"--backend {options.backend!r}: use local or ray")
-    _write_plan(grid, store, specs)
-    wanted = {"pending", "resumable"} | ({"failed"} if options.retry_failed else set())
-    todo = [s for s in specs if status[s["id"]] in wanted]
+    storage = {s["id"] for s in specs if status[s["id"]] == "failed"
+               and (store.failure(s["id"]) or {}).get("kind") == "storage"}
+    todo = [s for s in specs if status[s["id"]] in ("pending", "resumable")
+            or s["id"] in storage or (options.retry_failed and status[s["id"]] == "failed")]
     before = counts(build_summary(store, store.read_plan()))
     echo(f"sweep {grid.name} ({store.root}): {len(specs)} runs, "
          + ", ".join(f"{n} {k}" for k, n in before.items() if n)
          + f"; starting {len(todo)} on {options.backend}")
-    if before["failed"] and not options.retry_failed:
-        echo(f"note: {before['failed']} failed run(s) are not retried; add --retry-failed")
+    if storage:
+        echo(f"note: retrying {len(storage)} run(s) that failed on a storage fault (a full "
+             "disk, no permission); those with a checkpoint resume")
+    if before["failed"] > len(storage) and not options.retry_failed:
+        echo(f"note: {before['failed'] - len(storage)} failed run(s) are not retried; add "
+             "--retry-failed")
     describe = {s["id"]: s["describe"] for s in specs}
     progress = Progress(len(todo), echo)
 
@@ -145,15 +167,23 @@ def run_sweep(grid_path: Path, options: Options,
         if todo:
             _dispatch(todo, store, options, on_done)
     except KeyboardInterrupt:
-        write_summary(store)
+        with contextlib.suppress(CZSLError, OSError):  # the interruption is the news
+            write_summary(store)
         echo("interrupted: finished runs are kept, a stopped run resumes from its last "
              "task; run the same command again to continue")
         raise
-    summary = build_summary(store, store.read_plan())
-    write_summary(store)
-    after = counts(summary)
+    with storage_faults(store.root):
+        write_summary(store)
+    after = counts(build_summary(store, store.read_plan()))
     echo(f"sweep {grid.name}: " + ", ".join(f"{n} {k}" for k, n in after.items() if n)
          + f"; table: czsl sweep table {store.root}")
+    faults = [o for o in progress.outcomes
+              if o["status"] == "failed" and o.get("kind") == "storage"]
+    if faults:
+        raise StorageError(f"{len(faults)} run(s) stopped on a storage fault, e.g. "
+                           f"{faults[0]['id']}: {faults[0]['error']}; once it is fixed, run "
+                           "the sweep again: they rerun (from their checkpoints) without "
+                           "--retry-failed")
     return 1 if after["failed"] else 0
 
 

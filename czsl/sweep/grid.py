@@ -139,7 +139,10 @@ def _scenario_file(path: Path, where: str, value: Any) -> Path:
 
 
 def _axis(path: Path, name: str, table: Any) -> dict[str, tuple[Path | None, list[str]]]:
-    if not isinstance(table, dict) or not table:
+    if not isinstance(table, dict):
+        raise _fail(path, f"axis '{name}' must be a table of labels, e.g. [axes.{name}] "
+                          f"label = [\"train.epochs=2\"], got {table!r}")
+    if not table:
         raise _fail(path, f"axis '{name}' is empty; give it at least one label, e.g. "
                           f"[axes.{name}] label = [\"train.epochs=2\"]")
     out = {}
@@ -170,28 +173,42 @@ def parse_grid(path: str | Path) -> Grid:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise _fail(path, f"not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror})") from None
     unknown = set(doc) - _SECTIONS
     if unknown:
         raise _fail(path, f"unknown sections {sorted(unknown)}; a grid has "
                           f"{sorted(_SECTIONS)}")
+    for section, example in (("sweep", "[sweep] seeds = [0, 1]"),
+                             ("axes", "[axes.NAME] label = [overrides]"),
+                             ("table", "[table] rows = [\"AXIS\"]")):
+        if not isinstance(doc.get(section, {}), dict):
+            raise _fail(path, f"'{section}' must be a table ({example}), got "
+                              f"{doc[section]!r}")
+    if not isinstance(doc.get("when", []), list):
+        raise _fail(path, f"'when' must be an array of tables ([[when]] match = "
+                          f"{{axis = \"label\"}}), got {doc['when']!r}")
     sweep = doc.get("sweep", {})
     unknown = set(sweep) - _SWEEP_KEYS
     if unknown:
         raise _fail(path, f"[sweep] has unknown keys {sorted(unknown)}; it takes "
                           f"{sorted(_SWEEP_KEYS)}")
     seeds = sweep.get("seeds", [0])
-    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
-            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+    if (not isinstance(seeds, list) or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            or len(set(seeds)) != len(seeds)):
         raise _fail(path, f"[sweep] seeds must be a non-empty list of distinct whole "
                           f"numbers, got {seeds!r}")
     name = sweep.get("name", path.stem)
-    if not isinstance(name, str) or not name or "/" in name:
-        raise _fail(path, f"[sweep] name must be a folder name, got {name!r}")
+    if (not isinstance(name, str) or name.strip() in ("", ".", "..")
+            or any(c in name for c in "/\\\0")
+            or len(name.encode("utf-8", "surrogatepass")) > 200):
+        # the sweep folder is sweeps/<name>: one folder, never a path (as a run's name)
+        raise _fail(path, f"[sweep] name {name!r} cannot name a sweep folder; use up to "
+                          "200 letters, digits, '-', '_' (no '/')")
     base = (_scenario_file(path, "[sweep] scenario", sweep["scenario"])
             if "scenario" in sweep else None)
     axes_doc = doc.get("axes", {})
-    if not isinstance(axes_doc, dict):
-        raise _fail(path, "[axes] must hold tables: [axes.NAME] label = [overrides]")
     if "seed" in axes_doc:
         raise _fail(path, "'seed' is not an axis name: list seeds in [sweep] seeds")
     axes = {name_: _axis(path, name_, table) for name_, table in axes_doc.items()}
@@ -206,7 +223,7 @@ def parse_grid(path: str | Path) -> Grid:
             if axis not in axes:
                 raise _fail(path, f"[[when]] #{i + 1} matches the unknown axis '{axis}'; "
                                   f"the axes are {list(axes)}")
-            if label not in axes[axis]:
+            if not isinstance(label, str) or label not in axes[axis]:
                 raise _fail(path, f"[[when]] #{i + 1} matches {axis} = {label!r}, which is "
                                   f"not a label of that axis ({list(axes[axis])})")
         when.append((dict(match), _overrides(path, f"[[when]] #{i + 1} set",
@@ -217,6 +234,10 @@ def parse_grid(path: str | Path) -> Grid:
     if unknown:
         raise _fail(path, f"[table] has unknown keys {sorted(unknown)}; it takes "
                           f"{sorted(_TABLE_KEYS)}")
+    for key in _TABLE_KEYS & set(table):
+        if not isinstance(table[key], list) or not all(isinstance(v, str)
+                                                       for v in table[key]):
+            raise _fail(path, f"[table] {key} must be a list of names, got {table[key]!r}")
     rows = table.get("rows", [a for a in axes if a not in table.get("columns", [])])
     columns = table.get("columns", [])
     for key, value in (("rows", rows), ("columns", columns)):

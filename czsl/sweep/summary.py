@@ -9,7 +9,8 @@ committed without the run folders (a benchmark's record) and read back by
   ``table`` (``rows``, ``columns``, ``metrics``);
 * ``runs``: one entry per run of the grid, in grid order: ``id``, ``labels`` (axis ->
   label), ``seed``, ``threads``, ``overrides`` (every ``--set``, in order), ``status``
-  (:data:`czsl.sweep.store.STATUSES`), ``error`` (one line, failed / diverged runs), and
+  (:data:`czsl.sweep.store.STATUSES`), ``error`` (one line, failed / diverged / damaged
+  runs), and
   for finished runs ``summary`` (results.json's), ``steps`` (its per-step figures) and
   ``dataset``, ``features``, ``semi_synthetic``, ``n_tasks``, ``wall_time_s`` and
   ``gzsl`` (the static protocol's figures, else ``None``);
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from czsl.errors import CZSLError
-from czsl.sweep.store import STATUSES, SweepDir, write_json
+from czsl.sweep.store import STATUSES, Damaged, SweepDir, write_json
 
 FORMAT = 1
 #: the results.json fields a summary keeps per run, besides its summary metrics
@@ -40,15 +41,24 @@ def build_summary(store: SweepDir, plan: dict[str, Any]) -> dict[str, Any]:
                                                 "overrides")}
         entry.update(status=status, error=None, summary={}, steps={})
         if status == "done":
-            results = json.loads((store.run_dir(planned["id"]) / "results.json")
-                                 .read_text(encoding="utf-8"))
+            results = store.results(planned["id"])
             entry.update({key: results.get(key) for key in _KEPT})
             entry.update(summary=results["summary"], steps=results["metrics"]["steps"])
         elif status in ("failed", "diverged"):
-            entry["error"] = store.failure(planned["id"])["error"]
+            entry["error"] = (store.failure(planned["id"]) or {}).get("error")
+        elif status == "damaged":
+            entry["error"] = f"{_damage(store, planned['id'])}; 'czsl sweep run' runs it again"
         runs.append(entry)
     return {"format": FORMAT, "name": plan["name"], "axes": plan["axes"],
             "seeds": plan["seeds"], "table": plan["table"], "runs": runs}
+
+
+def _damage(store: SweepDir, run_id: str) -> str:
+    try:
+        store.results(run_id)
+    except Damaged as exc:
+        return str(exc)
+    return "no longer damaged"
 
 
 def write_summary(store: SweepDir) -> Path:
@@ -73,12 +83,32 @@ def load_summary(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise CZSLError(f"{path} is neither a sweep folder (with sweep.json) nor a sweep's "
                         "summary.json; give the folder 'czsl sweep run' wrote") from None
-    except ValueError as exc:
-        raise CZSLError(f"{file} is not valid JSON ({exc})") from exc
-    if summary.get("format") != FORMAT:
-        raise CZSLError(f"{file} has summary format {summary.get('format')!r}; this czsl "
-                        f"reads format {FORMAT}")
+    except (ValueError, OSError) as exc:
+        why = f"not valid JSON: {exc}" if isinstance(exc, ValueError) else exc.strerror
+        raise CZSLError(f"{file} cannot be read as a sweep's summary ({why})") from None
+    if not isinstance(summary, dict) or summary.get("format") != FORMAT:
+        found = summary.get("format") if isinstance(summary, dict) else None
+        raise CZSLError(f"{file} has summary format {found!r}; this czsl reads format "
+                        f"{FORMAT}")
+    if not _is_summary(summary):
+        raise CZSLError(f"{file} is damaged (not a sweep's summary); write it again with "
+                        "'czsl sweep run', or restore it")
     return summary
+
+
+def _is_summary(summary: dict[str, Any]) -> bool:
+    """Whether ``summary`` has the fields its table is rendered from."""
+    keys = {"id": str, "labels": dict, "seed": int, "threads": int, "status": str,
+            "summary": dict}
+    table = summary.get("table")
+    return (isinstance(summary.get("name"), str) and isinstance(summary.get("axes"), dict)
+            and all(isinstance(v, list) for v in summary["axes"].values())
+            and isinstance(summary.get("seeds"), list) and isinstance(table, dict)
+            and all(isinstance(table.get(k), list) for k in ("rows", "columns", "metrics"))
+            and isinstance(summary.get("runs"), list)
+            and all(isinstance(r, dict) and all(isinstance(r.get(k), t)
+                                                for k, t in keys.items())
+                    for r in summary["runs"]))
 
 
 def counts(summary: dict[str, Any]) -> dict[str, int]:

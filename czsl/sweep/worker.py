@@ -16,7 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from czsl.sweep.store import SweepDir, claim, release, write_json
+from czsl.errors import StorageError
+from czsl.sweep.store import SweepDir, claim, failure_kind, release, write_json
 
 
 def _one_line(exc: BaseException) -> str:
@@ -42,15 +43,21 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
         ``overrides``, ``data`` (the data fingerprint).
     :returns: ``id``, ``status`` (``"done"``, ``"skipped"`` if finished before,
         ``"busy"`` if another process holds it, ``"failed"``, ``"diverged"``), ``error``
-        (one line, or ``None``), ``resumed``, ``seconds``, ``summary`` (or ``None``).
+        (one line, or ``None``), ``kind`` (``"storage"`` for a failure on a storage
+        fault, which a plain rerun retries; else ``None``), ``resumed``, ``seconds``,
+        ``summary`` (or ``None``).
     """
     started = time.perf_counter()
     store = SweepDir(Path(spec["root"]))
     run_id = spec["id"]
-    out = {"id": run_id, "status": "busy", "error": None, "resumed": False,
+    out = {"id": run_id, "status": "busy", "error": None, "kind": None, "resumed": False,
            "summary": None, "pid": os.getpid()}
     claim_path = store.claims / run_id
-    fd = claim(claim_path)
+    try:
+        fd = claim(claim_path)
+    except StorageError as exc:  # nothing of the run can be written: it stays pending
+        return {**out, "status": "failed", "error": _one_line(exc), "kind": "storage",
+                "seconds": time.perf_counter() - started}
     if fd is None:
         return {**out, "seconds": time.perf_counter() - started}
     try:
@@ -86,13 +93,17 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
         except DivergenceError as exc:
             out.update(status="diverged", error=_one_line(exc))
         except Exception as exc:  # a plugin's or czsl's: recorded, the sweep goes on
-            out.update(status="failed", error=_one_line(exc))
+            out.update(status="failed", error=_one_line(exc), kind=failure_kind(exc))
         else:
             out.update(status="done", summary=result.results["summary"])
-        if out["error"] is None:
-            store.clear_failure(run_id)
-        else:
-            store.record_failure(run_id, out["status"], out["error"])
+        try:
+            if out["error"] is None:
+                store.clear_failure(run_id)
+            else:
+                store.record_failure(run_id, out["status"], out["error"], out["kind"])
+        except StorageError as exc:  # unrecorded, the run reads as not failed: rerun
+            if out["error"] is not None:
+                out.update(error=f"{out['error']} (not recorded: {exc})", kind="storage")
         return {**out, "seconds": time.perf_counter() - started}
     finally:
         release(claim_path, fd)
