@@ -31,7 +31,7 @@ from czsl.blame import unpicklable_error
 from czsl.checkpoint import Unpicklable, dump_learner_state, fingerprint
 from czsl.config import Scenario, TrainConfig
 from czsl.data import ZSLDataset, load_dataset
-from czsl.errors import ConfigError, CZSLError, PluginError
+from czsl.errors import ConfigError, CZSLError, PluginError, brief
 from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner, make_lr_schedule
 from czsl.plugins import Listed, Plugins
@@ -271,7 +271,7 @@ def _check_avalanche_plugins(result: Any, kind: str, name: str,
     if not isinstance(result, (list, tuple)) or not all(
             isinstance(p, SupervisedPlugin) for p in result):
         raise PluginError(f"{kind} {name!r} (plugin {item.plugin!r} from {item.package}) "
-                          f"returned {result!r}; czsl_make_{kind} must return a list of "
+                          f"returned {brief(result)}; czsl_make_{kind} must return a list of "
                           "avalanche.core.SupervisedPlugin")
     return list(result)
 
@@ -307,7 +307,7 @@ def make_generator_losses(plugins: Plugins, specs: Any,
             isinstance(spec, dict) and isinstance(spec.get("name"), str) for spec in specs):
         raise ConfigError(f"[generator] losses must be a list of tables with a name, e.g. "
                           f"losses = [{{name = \"anti_collapse\", weight = 0.2}}]; got "
-                          f"{specs!r}. 'czsl plugins' lists the generator losses")
+                          f"{brief(specs)}. 'czsl plugins' lists the generator losses")
     built = []
     for spec in specs:
         options = dict(spec)
