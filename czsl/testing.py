@@ -246,6 +246,9 @@ class _Check:
                                        "those), and nothing else (time, id(), an unseeded "
                                        "torch.Generator)")
         restored = _round_trip(gen, "after a fit")
+        # the next task: other features, other classes
+        x, a, classes = problem(n_classes, self.n_features, self.n_attributes, per_class,
+                                self.seed + 1)
         self.fit(gen, x, a, self.seed + 3)
         self.fit(restored, x, a, self.seed + 3)
         if not torch.equal(self.sample(restored, classes, 3, seed=self.seed + 4),
@@ -308,11 +311,12 @@ def check_row_order(gen: CheckedGenerator, classes: torch.Tensor, n: int, *,
             raise _fail("conditioning", (
                 f"{gen.where}: after a fit on {k} well-separated classes, the features "
                 f"sample() gives two of them (classes {c} and {j}) cannot be told apart "
-                f"(their means are {at_j - at_c:.3g} apart, {ratio:.3g} standard errors of "
-                f"{n} samples each; the row order check needs {SEPARATION:g}, which would "
-                f"take more than max_n = {max_n} samples). A generator must generate "
-                "features for the attributes it is given; if this one is just too little "
-                "trained here, give it more epochs or a higher learning rate in the check"))
+                f"(their means are {abs(at_j - at_c):.3g} apart, {abs(ratio):.3g} standard "
+                f"errors of {n} samples each; the row order check needs {SEPARATION:g}, "
+                f"which would take more than max_n = {max_n} samples). A generator must "
+                "generate features for the attributes it is given; if this one is just "
+                "too little trained here, give it more epochs or a higher learning rate in "
+                "the check"))
         n = more
     orders = [[c, j] for c, j in pairs]
     orders.append(torch.arange(k).roll(1).tolist())  # none at its own row
