@@ -185,9 +185,9 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
 
     def make_generator() -> CheckedGenerator:
         """The scenario's ``[generator]``, for a replay plugin that asks for one."""
-        generator = make_generator(plugins, scenario.generator.name,
-                                   scenario.generator.options, n_features, n_attributes
-                                   ).to(device)
+        generator = build_generator(plugins, scenario.generator.name,
+                                    scenario.generator.options, n_features, n_attributes
+                                    ).to(device)
         built_generators.append(generator)
         # its object is the generator plugin's: blamed on it, not on the replay holding it
         owners[id(generator.generator)] = ("generator", scenario.generator.name,
@@ -269,8 +269,8 @@ def _check_avalanche_plugins(result: Any, kind: str, name: str,
     return list(result)
 
 
-def make_generator(plugins: Plugins, name: str, options: dict[str, Any], n_features: int,
-                   n_attributes: int) -> CheckedGenerator:
+def build_generator(plugins: Plugins, name: str, options: dict[str, Any], n_features: int,
+                    n_attributes: int) -> CheckedGenerator:
     """A ``[generator]`` table's generator with its add-on losses, wrapped in its checks
     (:func:`czsl.testing.check_generator` builds one by name this way too).
 

@@ -106,8 +106,8 @@ class CheckedGenerator:
                               f"infinite values among its {out.numel()}: the generator's own "
                               "training diverged. Lower its learning rate or epochs (its "
                               "options in the scenario's [generator] table; 'czsl plugins' "
-                              "lists them) or the weights of its add-on losses, in a new run "
-                              "(a resumed run keeps its scenario)")
+                              "lists them) or its add-on losses' weights in a new run: a "
+                              "resumed run keeps its scenario")
         return out.detach()
 
     def notes(self) -> list[str]:

@@ -10,6 +10,8 @@ row order of ``sample``, determinism under a seed, and resuming from pickled sta
 The rules, in the order they are checked (each message starts with
 ``check_generator, rule '<name>'``):
 
+``builds`` (a generator given by name)
+    it builds with the options given, as a run builds it;
 ``methods``
     it has ``fit``, ``sample`` and ``to``;
 ``pickles``
@@ -168,14 +170,14 @@ class _Check:
         seed_everything(self.seed)
         spec = self.spec
         if isinstance(spec, str):
-            from czsl.build import make_generator  # imports Avalanche: only when needed
+            from czsl.build import build_generator  # imports Avalanche: only when needed
             from czsl.plugins import Plugins
 
             try:
-                built = make_generator(Plugins(), spec, self.options, self.n_features,
-                                       self.n_attributes)
-            except PluginError as exc:
-                raise _fail("methods", str(exc)) from exc
+                built = build_generator(Plugins(), spec, self.options, self.n_features,
+                                        self.n_attributes)
+            except PluginError as exc:  # an unknown name or option, a missing method...
+                raise _fail("builds", str(exc)) from exc
         elif self.blob is not None:  # a copy of the instance as it was given
             built = load_learner_state(self.blob, {})["generator"]
         else:
