@@ -26,17 +26,21 @@ The rules, in the order they are checked (each message starts with
 ``notes``
     its optional ``notes`` are a list of strings;
 ``conditioning``
-    after a fit on a few well-separated classes, features sampled for different
-    classes can be told apart (their means differ by at least :data:`SEPARATION`
-    standard errors along the line joining them): the row order can only be checked
-    for a generator whose output depends on the attributes;
+    after a fit on a few well-separated classes, the features sampled for different
+    classes can be told apart: their means, measured on one draw along the line
+    between them found on another, differ by at least :data:`SEPARATION` standard
+    errors (the kit samples more, up to 20 times ``n`` per class, before it gives up).
+    The row order can only be checked for a generator whose output depends on the
+    attributes;
 ``row order``
-    with the classes' attributes given in a shuffled order, block ``k`` of the sample
-    (rows ``k*n .. k*n + n - 1``) is distributed as the features ``sample`` gives
-    ``attributes[k]`` alone: along the line from that class to any other, its mean
-    lies less than a quarter of the way (a correct block lies about
-    ``1 / SEPARATION`` of the way at most; a block of interleaved or other classes'
-    rows, a half or more), so a decent generator cannot fail it by chance;
+    given the attributes of every ordered pair of classes, and of all classes in a
+    shuffled order, block ``k`` of the sample (rows ``k*n .. k*n + n - 1``) is
+    distributed as what ``sample`` gives ``attributes[k]`` alone: along the line from
+    that class to each other class of the call, its mean lies less than a quarter of
+    the way. A correct block lies within ``1 / SEPARATION`` of its class, give or take
+    (a quarter is 5 standard errors: no decent generator fails by chance); with two
+    classes, a block of interleaved rows lies half way, a swapped one all the way,
+    wherever the classes lie;
 ``determinism`` (CPU only)
     built, fitted and sampled twice from the same seed, it gives the same features;
 ``resume`` (CPU only)
@@ -61,8 +65,8 @@ from typing import Any, Callable
 
 import torch
 
-from czsl.checkpoint import (Unpicklable, dump_learner_state, load_learner_state, rng_state,
-                             seed_everything, set_rng_state)
+from czsl.checkpoint import (Unpicklable, dump_learner_state, find_unpicklable,
+                             load_learner_state, rng_state, seed_everything, set_rng_state)
 from czsl.errors import PluginError
 from czsl.generators import METHODS, CheckedGenerator
 
@@ -120,8 +124,9 @@ def _round_trip(generator: CheckedGenerator, when: str) -> CheckedGenerator:
         blobs = dump_learner_state({"generator": generator}, {})
         return load_learner_state(blobs, {})["generator"]
     except Unpicklable as exc:
-        path = "".join(f".{p}" for p in exc.path[1:])
-        raise _fail("pickles", f"{generator.where}: its state {path or ''} cannot be pickled "
+        deeper = find_unpicklable(generator.generator, {})
+        what = f"its attribute {deeper[0]!r}" if deeper else "its state"
+        raise _fail("pickles", f"{generator.where}: {what} cannot be pickled "
                                f"{when} ({type(exc.cause).__name__}: {exc.cause}); czsl "
                                "pickles it after every task (see 'Checkpoints' in "
                                "czsl.hookspecs): keep torch modules and tensors, or define "
@@ -144,6 +149,7 @@ def problem(n_classes: int, n_features: int, n_attributes: int, per_class: int, 
     """
     g = torch.Generator().manual_seed(seed)
     dtype = torch.get_default_dtype()
+
     def own(n: int) -> torch.Tensor:  # [C, n]: every n_classes-th of n dimensions
         return (torch.arange(n) % n_classes == torch.arange(n_classes)[:, None]).to(dtype)
 

@@ -137,7 +137,7 @@ class Gaussian:
     ("unseeded", "determinism", "it gave different features"),
     ("forgets", "resume", "fitted and sampled differently"),
     ("in_place", "inputs", "fit() changed the features"),
-    ("unpicklable", "pickles", "cannot be pickled when built"),
+    ("unpicklable", "pickles", "its attribute 'keep' cannot be pickled when built"),
     ("notes", "notes", "they must be a list of strings"),
 ])
 def test_a_generator_that_breaks_a_rule_fails_naming_it(mode, rule, words):
