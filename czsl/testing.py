@@ -40,7 +40,9 @@ The rules, in the order they are checked (each message starts with
     the way. A correct block lies within ``1 / SEPARATION`` of its class, give or take
     (a quarter is 5 standard errors: no decent generator fails by chance); with two
     classes, a block of interleaved rows lies half way, a swapped one all the way,
-    wherever the classes lie;
+    wherever the classes lie. (A block whose features depend on the other rows of the
+    call, e.g. through batch statistics, fails too: the replay samples different sets
+    of classes together and labels each block by its own row alone.)
 ``determinism`` (CPU only)
     built, fitted and sampled twice from the same seed, it gives the same features;
 ``resume`` (CPU only)

@@ -352,11 +352,16 @@ class _Wrong:
             raise RuntimeError("boom")
 
     def sample(self, attributes, n):
+        if self.mode == "inf":
+            return torch.zeros(attributes.shape[0] * n, 8).index_fill_(0, torch.tensor([2]),
+                                                                      float("inf"))
         return torch.zeros(attributes.shape[0] * n, 7) if self.mode == "shape" else [1]
 
 
 @pytest.mark.parametrize("mode, words", [
     ("shape", ["returned a torch.float32 tensor of shape (6, 7)", "[6, 8]"]),
+    ("inf", ["sample() returned 8 NaN or infinite values among its 48: the generator's own "
+             "training diverged. Lower its learning rate or epochs"]),
     ("list", ["returned a list"]),
     ("raise", ["failed in _Wrong.fit: RuntimeError: boom"]),
 ])
