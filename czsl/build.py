@@ -17,21 +17,19 @@ learner) reads.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
 from czsl.blame import unpicklable_error
-from czsl.checkpoint import Unpicklable, dump_learner_state, fingerprint
+from czsl.checkpoint import Unpicklable, dump_learner_state, fingerprint, seed_everything
 from czsl.config import Scenario, TrainConfig
 from czsl.data import ZSLDataset, load_dataset
-from czsl.errors import ConfigError, CZSLError, PluginError
+from czsl.errors import ConfigError, CZSLError, PluginError, brief
 from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner, make_lr_schedule
 from czsl.plugins import Listed, Plugins
@@ -96,13 +94,6 @@ def resolve_device(name: str) -> torch.device:
                         f"(torch {torch.__version__}); use --device cpu, or install a "
                         "CUDA build of torch on a machine with a GPU")
     return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def make_optimizer(train: TrainConfig, params) -> torch.optim.Optimizer:
@@ -194,7 +185,9 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
 
     def make_generator() -> CheckedGenerator:
         """The scenario's ``[generator]``, for a replay plugin that asks for one."""
-        generator = _make_generator(plugins, scenario, n_features, n_attributes).to(device)
+        generator = build_generator(plugins, scenario.generator.name,
+                                    scenario.generator.options, n_features, n_attributes
+                                    ).to(device)
         built_generators.append(generator)
         # its object is the generator plugin's: blamed on it, not on the replay holding it
         owners[id(generator.generator)] = ("generator", scenario.generator.name,
@@ -271,25 +264,29 @@ def _check_avalanche_plugins(result: Any, kind: str, name: str,
     if not isinstance(result, (list, tuple)) or not all(
             isinstance(p, SupervisedPlugin) for p in result):
         raise PluginError(f"{kind} {name!r} (plugin {item.plugin!r} from {item.package}) "
-                          f"returned {result!r}; czsl_make_{kind} must return a list of "
+                          f"returned {brief(result)}; czsl_make_{kind} must return a list of "
                           "avalanche.core.SupervisedPlugin")
     return list(result)
 
 
-def _make_generator(plugins: Plugins, scenario: Scenario, n_features: int,
+def build_generator(plugins: Plugins, name: str, options: dict[str, Any], n_features: int,
                     n_attributes: int) -> CheckedGenerator:
-    """The scenario's ``[generator]`` with its add-on losses, wrapped in its checks."""
-    cfg = scenario.generator
-    item = plugins.find("generator", cfg.name)
-    where = f"generator {cfg.name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
-    options = dict(cfg.options)
+    """A ``[generator]`` table's generator with its add-on losses, wrapped in its checks
+    (:func:`czsl.testing.check_generator` builds one by name this way too).
+
+    :param name: the generator's component name.
+    :param options: the rest of the table, ``losses`` included.
+    """
+    item = plugins.find("generator", name)
+    where = f"generator {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
+    options = dict(options)
     sizes = {"n_features": n_features, "n_attributes": n_attributes}
     losses = make_generator_losses(plugins, options.pop("losses", []), sizes)
-    if len(losses) and "losses" not in plugins.hook_args("generator", cfg.name):
+    if len(losses) and "losses" not in plugins.hook_args("generator", name):
         raise PluginError(f"{where} takes no add-on losses (its czsl_make_generator has no "
                           "'losses' argument); remove 'losses' from the scenario's "
                           "[generator] table or pick a generator that supports them")
-    return CheckedGenerator(plugins.make("generator", cfg.name, options, losses=losses,
+    return CheckedGenerator(plugins.make("generator", name, options, losses=losses,
                                          **sizes), where, n_features, losses=losses)
 
 
@@ -307,7 +304,7 @@ def make_generator_losses(plugins: Plugins, specs: Any,
             isinstance(spec, dict) and isinstance(spec.get("name"), str) for spec in specs):
         raise ConfigError(f"[generator] losses must be a list of tables with a name, e.g. "
                           f"losses = [{{name = \"anti_collapse\", weight = 0.2}}]; got "
-                          f"{specs!r}. 'czsl plugins' lists the generator losses")
+                          f"{brief(specs)}. 'czsl plugins' lists the generator losses")
     built = []
     for spec in specs:
         options = dict(spec)

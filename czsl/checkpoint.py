@@ -265,6 +265,13 @@ def load_learner_state(blobs: Mapping[str, Any], refs: Mapping[str, Any]) -> dic
 # ------------------------------------------------------------------ RNG, data fingerprint
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA): every generator :func:`rng_state` saves."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 def rng_state() -> dict[str, Any]:
     """The state of every global random number generator a run draws from."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(),

@@ -4,9 +4,11 @@ A replay plugin never holds a generator plugin's object directly: ``make_generat
 (see :func:`czsl.hookspecs.czsl_make_replay`) hands it a :class:`CheckedGenerator`. The
 wrapper forwards ``fit`` / ``sample`` / ``to`` and turns every way the generator can
 break the contract of :func:`czsl.hookspecs.czsl_make_generator` (raising, returning
-the wrong type or shape) into a :class:`czsl.errors.PluginError` that names the
-generator, its plugin and its package. The names are kept as strings, so they survive
-a checkpoint and a resume.
+the wrong type, shape, dtype or device, or NaN / infinite features) into a
+:class:`czsl.errors.PluginError` that names the generator, its plugin and its package.
+The names are kept as strings, so they survive a checkpoint and a resume. What cannot be
+checked cheaply on every call (the row order of ``sample``, determinism under a seed,
+resuming from pickled state) is checked by :func:`czsl.testing.check_generator`.
 
 :class:`GeneratorLosses` holds the add-on losses a scenario asks for (``losses`` in its
 ``[generator]`` table); a generator shows them a :class:`GeneratorBatch` at each of
@@ -28,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-from czsl.errors import PluginError
+from czsl.errors import PluginError, brief
 
 #: The methods every generator has (see :func:`czsl.hookspecs.czsl_make_generator`).
 METHODS = ("fit", "sample", "to")
@@ -72,10 +74,12 @@ class CheckedGenerator:
 
     @torch.no_grad()
     def sample(self, attributes: torch.Tensor, n: int) -> torch.Tensor:
-        """``[K * n, D]`` features, ``n`` for each row of ``attributes`` ``[K, A]``, of
-        the attributes' dtype and on their device.
+        """``[K * n, D]`` finite features, ``n`` for each row of ``attributes`` ``[K, A]``
+        (rows ``k*n .. k*n + n - 1`` for ``attributes[k]``), of the attributes' dtype and
+        on their device.
 
-        :raises PluginError: if the generator raises or returns anything else.
+        :raises PluginError: if the generator raises or returns anything else (NaN or
+            infinity included: the generator's training diverged, not the classifier's).
         """
         out = self._call("sample", attributes, n)
         want = (attributes.shape[0] * n, self.n_features)
@@ -95,6 +99,15 @@ class CheckedGenerator:
                               "attributes, e.g. with attributes.new_empty or "
                               "torch.randn(..., dtype=attributes.dtype, "
                               "device=attributes.device), and move its parameters in to())")
+        finite = torch.isfinite(out)
+        if not bool(finite.all()):  # one host read per call: a replay calls it once a task
+            # the classifier would train on them and be blamed for diverging
+            raise PluginError(f"{self.where}: sample() returned {int((~finite).sum())} NaN or "
+                              f"infinite values among its {out.numel()}: the generator's own "
+                              "training diverged. Lower its learning rate or epochs (its "
+                              "options in the scenario's [generator] table; 'czsl plugins' "
+                              "lists them) or its add-on losses' weights in a new run: a "
+                              "resumed run keeps its scenario")
         return out.detach()
 
     def notes(self) -> list[str]:
@@ -112,7 +125,7 @@ class CheckedGenerator:
             return []
         if isinstance(notes, str) or not isinstance(notes, (list, tuple)) \
                 or not all(isinstance(n, str) for n in notes):
-            raise PluginError(f"{self.where}: its notes are {notes!r}; they must be a list "
+            raise PluginError(f"{self.where}: its notes are {brief(notes)}; they must be a list "
                               "of strings (or leave notes out)")
         return list(notes)
 
@@ -249,7 +262,7 @@ class GeneratorLosses:
                 raise PluginError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
             if not isinstance(value, torch.Tensor) or value.numel() != 1 \
                     or not value.is_floating_point():
-                raise PluginError(f"{where} returned {value!r}; a generator loss must "
+                raise PluginError(f"{where} returned {brief(value)}; a generator loss must "
                                   "return a scalar float tensor")
             self.last[where] = float(value.detach())
             if not torch.isfinite(value).all():

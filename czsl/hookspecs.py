@@ -222,11 +222,22 @@ def czsl_make_generator(
         optimizer, is the generator's own business (its options). Classes are told
         apart by their attribute rows only: no label ids.
     ``sample(attributes, n) -> Tensor``
-        ``attributes`` ``[K, A]``: return ``[K * n, D]`` float features on the generator's
-        device, rows ``k*n .. k*n + n - 1`` generated for ``attributes[k]``. Called
-        under ``torch.no_grad()``; it may use (and advance) torch's random generator.
+        ``attributes`` ``[K, A]``: return ``[K * n, D]`` finite float features of the
+        attributes' dtype on the generator's device, in blocks of ``n``: rows ``k*n ..
+        k*n + n - 1`` are generated for ``attributes[k]``, in the order given (as for
+        the rows of ``attributes.repeat_interleave(n, 0)``; not interleaved). The
+        replay labels them ``classes.repeat_interleave(n)``, so another order trains the
+        classifier on wrong labels without any error. Called under ``torch.no_grad()``;
+        it may use (and advance) torch's random generator.
     ``to(device) -> generator``
         Move to ``device`` (a ``torch.device``) and return itself, as ``nn.Module.to``.
+
+    Neither ``fit`` nor ``sample`` changes its input tensors. Determinism: a run with the
+    same seed gives the same results, and a resumed run those of an uninterrupted one,
+    so ``fit`` and ``sample`` draw randomness only from the global generators czsl seeds
+    and checkpoints (torch's, numpy's, Python's ``random``), and everything a later
+    ``fit`` or ``sample`` depends on is in the generator's pickled state (an optimizer
+    kept across fits included).
 
     Optional: ``notes``, an attribute or property: a list of strings a reader of the
     results needs (f-CLSWGAN's says what share of its schedule a step cap let run).
@@ -234,9 +245,15 @@ def czsl_make_generator(
 
     Its state must pickle (it is saved with the replay plugin after every task, see
     "Checkpoints" above): keep torch modules and tensors, not open files or lambdas;
-    a class defined at module level pickles by reference. czsl checks the shape and
-    type of what ``sample`` returns and names the plugin and its package when a
-    method raises or breaks this contract.
+    a class defined at module level pickles by reference. czsl checks the shape, type,
+    dtype, device and finiteness of what ``sample`` returns and names the plugin and its
+    package when a method raises or breaks this contract. The rest (the row order,
+    determinism, resuming) a plugin's own tests check with
+    :func:`czsl.testing.check_generator`, which runs every rule on a tiny problem::
+
+        from czsl.testing import check_generator
+        check_generator("mygen", options={"epochs": 5})  # installed: built by name
+        check_generator(functools.partial(MyGen, epochs=5))  # or a factory / an instance
 
     Add-on losses. A scenario may ask for extra generator losses by name
     (``losses = [{name = "anti_collapse", weight = 0.2}]`` in ``[generator]``; each is

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Callable
 
-from czsl.errors import PluginError
+from czsl.errors import PluginError, brief
 from czsl.hookspecs import KINDS, Component
 
 #: the distribution of the built-in plugins
@@ -126,7 +126,7 @@ def declared(function: Callable[[], Any], where: str) -> list[Component]:
     if not isinstance(components, (list, tuple)) or not all(
             isinstance(c, Component) for c in components):
         raise PluginError(f"{where}: czsl_components() must return a list of "
-                          f"czsl.Component, got {components!r}")
+                          f"czsl.Component, got {brief(components)}")
     for comp in components:
         if comp.kind not in KINDS:
             raise PluginError(f"{where}: component {comp.name!r} has kind "

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from czsl.plugins import Plugins
+from czsl.testing import check_generator
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "czsl-example-generator"
 
@@ -79,5 +80,14 @@ def test_example_generator_samples_move_to_the_class_means(installed, monkeypatc
         before = distance()
         gen.fit(x, attrs[y])
         assert distance() < 0.1 * before
+    finally:
+        sys.modules.pop("czsl_example_generator", None)
+
+
+def test_installed_example_keeps_the_generator_contract(installed, monkeypatch):
+    # what a plugin's own tests run: every rule of the contract, built by name
+    monkeypatch.syspath_prepend(str(installed))
+    try:
+        check_generator("example_generator", options={"ridge": 0.5})
     finally:
         sys.modules.pop("czsl_example_generator", None)

@@ -352,11 +352,16 @@ class _Wrong:
             raise RuntimeError("boom")
 
     def sample(self, attributes, n):
+        if self.mode == "inf":
+            return torch.zeros(attributes.shape[0] * n, 8).index_fill_(0, torch.tensor([2]),
+                                                                      float("inf"))
         return torch.zeros(attributes.shape[0] * n, 7) if self.mode == "shape" else [1]
 
 
 @pytest.mark.parametrize("mode, words", [
     ("shape", ["returned a torch.float32 tensor of shape (6, 7)", "[6, 8]"]),
+    ("inf", ["sample() returned 8 NaN or infinite values among its 48: the generator's own "
+             "training diverged. Lower its learning rate or epochs"]),
     ("list", ["returned a list"]),
     ("raise", ["failed in _Wrong.fit: RuntimeError: boom"]),
 ])
@@ -574,6 +579,8 @@ class Bad:
         if self.mode == "raise":
             raise ValueError("cannot fit")
     def sample(self, attributes, n):
+        if self.mode == "nan":  # its own training diverged
+            return torch.full((attributes.shape[0] * n, self.n_features), float("nan"))
         return torch.zeros(attributes.shape[0] * n + 1, self.n_features)
 """
 
@@ -594,6 +601,23 @@ def test_a_broken_generator_fails_the_run_naming_plugin_and_package(tmp_path, pl
     assert words in message
     # "raise" fails in task 0 (nothing saved); "shape" once there is a past class to replay
     assert ("during task 0" if mode == "raise" else "during task 1") in message
+
+
+def test_a_generator_sampling_nan_is_blamed_not_the_classifier(tmp_path, plugin_dir):
+    write_plugin_package(plugin_dir, "czsl-badgen", "czsl_test_badgen",
+                         {"badgen": "czsl_test_badgen"}, BAD_GENERATOR)
+    with pytest.raises(PluginError) as info:
+        _run(tmp_path, "protocol.task_sizes=[4, 4]", "replay=generative_replay",
+             "replay.replay_per_class=2", "generator=badgen", "generator.mode='nan'")
+    message = str(info.value)
+    assert message.startswith("generator 'badgen' (plugin 'badgen' from czsl-badgen 0.1): "
+                              "sample() returned 64 NaN or infinite values among its 64")
+    assert "training diverged. Lower its learning rate or epochs" in message
+    assert "train.lr" not in message  # not the classifier's divergence
+    # as for any plugin failure: the finished task stays, resumable
+    run_dir = tmp_path / "synthetic"
+    assert "(during task 1). In " in message and f"czsl run --resume {run_dir}" in message
+    assert (run_dir / "checkpoint").is_dir() and not (run_dir / "results.json").exists()
 
 
 @pytest.mark.parametrize("overrides", [
