@@ -29,16 +29,16 @@ from benchmarks._common import ROOT, load_summaries, page_notes
 #: ``benchmarks/grids/generators.toml`` builds exactly these (tested)
 RUNS = {
     "cub_gzsl_fclswgan": ("cub_gzsl_fclswgan", [], "f-CLSWGAN"),
-    "cub_gzsl_cvae": ("cub_gzsl_fclswgan", ["generator=cvae"], "CVAE (VZSL)"),
+    "cub_gzsl_cvae": ("cub_gzsl_fclswgan", ['generator={name="cvae"}'], "CVAE (VZSL)"),
     "sun_gzsl_fclswgan": ("sun_gzsl_fclswgan", [], "f-CLSWGAN"),
-    "sun_gzsl_cvae": ("sun_gzsl_fclswgan", ["generator=cvae"], "CVAE (VZSL)"),
+    "sun_gzsl_cvae": ("sun_gzsl_fclswgan", ['generator={name="cvae"}'], "CVAE (VZSL)"),
     "cub_czsl_cvae": ("cub_czsl_generative_replay", [], "CVAE (VZSL)"),
     "sun_czsl_cvae": ("sun_czsl_generative_replay", [], "CVAE (VZSL)"),
     # diagnostics: a longer-trained generator, and replay of real features instead
     "cub_czsl_cvae_50ep": ("cub_czsl_generative_replay", ["generator.epochs=50"],
                            "CVAE (VZSL), 50 epochs per task"),
     "cub_czsl_feature_replay": ("cub_czsl_generative_replay",
-                                ["replay=feature_replay", "replay.mem_size=5000"],
+                                ['replay={name="feature_replay", mem_size=5000}'],
                                 "no generator: buffer of 5,000 real features (GRW's)"),
 }
 

@@ -8,7 +8,8 @@ nothing else constructs a :class:`czsl.learner.ZSLLearner` (tests of the learner
 use :func:`make_learner`).
 
 Nothing is written: every bad input a run can detect before training is raised here,
-before a run folder exists.
+before a run folder exists. :class:`Preflight` raises the same for many scenarios at
+once (a sweep's cells), building each distinct component once, without training.
 
 What plugins receive is a :class:`czsl.taskview.TaskView`, never the stream itself: the
 test set stays in :attr:`BuiltRun.stream`, which only the run (testing outside the
@@ -17,23 +18,28 @@ learner) reads.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
 from czsl.blame import unpicklable_error
 from czsl.checkpoint import Unpicklable, dump_learner_state, fingerprint, seed_everything
-from czsl.config import Scenario, TrainConfig
+from czsl.config import PluginConfig, Scenario, TrainConfig
 from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import ConfigError, CZSLError, PluginError, brief
 from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner, make_lr_schedule
+from czsl.plugin_check import check_option_names
 from czsl.plugins import Listed, Plugins
-from czsl.streams import CZSLStream, build_stream
+from czsl.streams import CZSLStream, build_stream, split_tasks
 from czsl.taskview import TaskView
 
 
@@ -162,6 +168,7 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
     for problem in plugins.problems:  # those a component below needs fail there instead
         if not any(problem.concerns(kind, name) for kind, name in asked):
             echo(f"warning: {problem.message}")
+    check_option_names(plugins, scenario)  # every unknown option, before the data are read
     dataset = load_dataset(scenario.data.dataset, data_dir, features=scenario.data.features,
                            seed=scenario.seed, options=scenario.data.synthesis)
     seed_everything(scenario.seed)
@@ -172,13 +179,9 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
     loaded = time.perf_counter()
     view = make_view(stream)
 
-    model = _check_model(plugins.make("model", scenario.model.name, scenario.model.options,
-                                      n_features=dataset.n_features,
-                                      attributes=stream.attributes),
-                         scenario.model.name, plugins).to(device)
+    model = make_model(plugins, scenario, dataset.n_features, stream.attributes).to(device)
     owners = {id(model): ("model", scenario.model.name,
                           plugins.find("model", scenario.model.name))}
-    plugins.find("generator", scenario.generator.name)  # a misspelled name fails here
     built_generators: list[CheckedGenerator] = []
     # what the closure below holds is what a replay plugin can reach: sizes, not data
     n_features, n_attributes = dataset.n_features, view.n_attributes
@@ -196,15 +199,14 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
 
     extra: list[SupervisedPlugin] = []
     for kind in ("regularizer", "replay"):
-        cfg = getattr(scenario, kind)
-        args: dict[str, Any] = {"stream": view}
-        if kind == "replay":
-            args["make_generator"] = make_generator
-        built = _check_avalanche_plugins(
-            plugins.make(kind, cfg.name, cfg.options, **args), kind, cfg.name, plugins)
-        item = plugins.find(kind, cfg.name)
-        owners.update({id(p): (kind, cfg.name, item) for p in built})
+        built = make_plugins(plugins, scenario, kind, view, make_generator)
+        item = plugins.find(kind, getattr(scenario, kind).name)
+        owners.update({id(p): (kind, item.component.name, item) for p in built})
         extra += built
+    if not built_generators:  # no replay asked for it: still its options are checked
+        with preserved_rng():
+            build_generator(plugins, scenario.generator.name, scenario.generator.options,
+                            n_features, n_attributes)
     learner = make_learner(model, view, scenario.train, device, extra)
     check_checkpointable(learner, model, view, owners)
     return BuiltRun(scenario=scenario, data_dir=data_dir, device=device, dataset=dataset,
@@ -214,6 +216,112 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
                     timings={"data": loaded - started,
                              "setup": time.perf_counter() - loaded},
                     generators=built_generators)
+
+
+def make_model(plugins: Plugins, scenario: Scenario, n_features: int,
+               attributes: torch.Tensor) -> torch.nn.Module:
+    """The scenario's ``[model]``, checked against the hook's contract (on the CPU)."""
+    cfg = scenario.model
+    return _check_model(plugins.make("model", cfg.name, cfg.options, n_features=n_features,
+                                     attributes=attributes), cfg.name, plugins)
+
+
+def make_plugins(plugins: Plugins, scenario: Scenario, kind: str, view: TaskView,
+                 make_generator: Callable[[], CheckedGenerator]) -> list[SupervisedPlugin]:
+    """The Avalanche plugins of the scenario's ``[regularizer]`` or ``[replay]``."""
+    cfg = getattr(scenario, kind)
+    args: dict[str, Any] = {"stream": view}
+    if kind == "replay":
+        args["make_generator"] = make_generator
+    return _check_avalanche_plugins(plugins.make(kind, cfg.name, cfg.options, **args),
+                                    kind, cfg.name, plugins)
+
+
+@contextlib.contextmanager
+def preserved_rng() -> Iterator[None]:
+    """Build something without drawing from the run's random numbers: Python's,
+    numpy's and torch's generators are as they were afterwards."""
+    state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            random.setstate(state[0])
+            np.random.set_state(state[1])
+
+
+class Preflight:
+    """Checks scenarios as :func:`build_run` builds them, without training and without
+    writing anything: the device, the data, the task split, and every plugin table's
+    option names and values (each component is built as a run builds it, on the CPU).
+    A sweep checks every cell so before any run starts.
+
+    Cheap for many scenarios: each dataset is read once (a synthetic one once per seed:
+    its seed draws it), and each distinct plugin table is built once for each dataset
+    and task split, without drawing from the caller's random numbers.
+
+    :param data_dir: the folder with the datasets' files, as for :func:`build_run`.
+    :param check_device: whether ``device = "cuda"`` must find a GPU on this machine
+        (not where the runs go to other machines).
+    """
+
+    def __init__(self, data_dir: Path | None = None, *, check_device: bool = True) -> None:
+        self.data_dir, self.check_device = data_dir, check_device
+        self.plugins = Plugins()
+        self._datasets: dict[str, ZSLDataset] = {}
+        self._built: set[str] = set()
+
+    def check(self, scenario: Scenario) -> None:
+        """Raise what :func:`build_run` would raise for ``scenario`` before training.
+
+        :raises CZSLError: for a device, data, task split, plugin name or option that a
+            run of ``scenario`` would refuse.
+        """
+        if self.check_device:
+            resolve_device(scenario.device)
+        check_option_names(self.plugins, scenario)
+        data = scenario.data
+        data_key = _key(data.dataset, data.features, data.synthesis,
+                        scenario.seed if data.dataset == "synthetic" else None)
+        if data_key not in self._datasets:
+            self._datasets[data_key] = load_dataset(
+                data.dataset, self.data_dir, features=data.features, seed=scenario.seed,
+                options=data.synthesis)
+        dataset = self._datasets[data_key]
+        split = split_tasks(dataset, scenario.protocol, scenario.seed)
+        sizes = [len(task) for task in split.tasks]
+        check_task_sizes(sizes, scenario.train.loss_classes)
+        view = TaskView(dataset_name=dataset.name, task_sizes=tuple(sizes),
+                        n_classes=dataset.n_classes, n_attributes=dataset.n_attributes,
+                        train_experiences=())
+        tables = {kind: _key(getattr(scenario, kind)) for kind in
+                  ("model", "regularizer", "replay", "generator")}
+        n_features, n_attributes = dataset.n_features, dataset.n_attributes
+
+        def make_generator() -> CheckedGenerator:
+            self._built.add(_key(tables["generator"], n_features, n_attributes))
+            return build_generator(self.plugins, scenario.generator.name,
+                                   scenario.generator.options, n_features, n_attributes)
+
+        for kind, key, build in (
+                ("model", (data_key,), lambda: make_model(
+                    self.plugins, scenario, n_features, torch.from_numpy(dataset.attributes))),
+                ("regularizer", (data_key, sizes), lambda: make_plugins(
+                    self.plugins, scenario, "regularizer", view, make_generator)),
+                ("replay", (data_key, sizes, tables["generator"]), lambda: make_plugins(
+                    self.plugins, scenario, "replay", view, make_generator)),
+                ("generator", (n_features, n_attributes), make_generator)):
+            key = _key(tables[kind], *key)
+            if key not in self._built:
+                with preserved_rng():
+                    build()
+                self._built.add(key)
+
+
+def _key(*parts: Any) -> str:
+    """A text that tells settings apart (``parts``: TOML values, plugin tables)."""
+    return json.dumps([{"name": p.name, **p.options} if isinstance(p, PluginConfig) else p
+                       for p in parts], sort_keys=True, default=repr)
 
 
 # ------------------------------------------------------------ hook contracts

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 import tomllib
 import typing
@@ -269,7 +270,12 @@ def load_scenario(path: str | Path | None, overrides: list[str] = ()) -> Scenari
     :param path: a ``.toml`` file, or ``None`` for the built-in default scenario.
     :param overrides: ``key=value`` strings; ``key`` is dotted (``train.epochs=2``),
         ``value`` is read as a TOML value, falling back to a bare string. A plugin
-        table may be set by name alone: ``regularizer=mas``.
+        table's component may be swapped by name alone (``regularizer=mas``): the
+        options set for that table (in the file or by other overrides) stay, so the
+        overrides compose in any order, and an option the chosen component does not
+        take is an error when the run is built. A table value replaces the whole table
+        (``generator={name="cvae", epochs=3}``); table values apply before the other
+        overrides, whatever their order.
     :raises ConfigError: naming the file or override that is wrong.
     """
     table: dict[str, Any] = {}
@@ -288,8 +294,10 @@ def load_scenario(path: str | Path | None, overrides: list[str] = ()) -> Scenari
             raise ConfigError(f"{path} holds no settings (it is empty or only comments); "
                               "write the scenario into it, or leave the file out to run the "
                               "built-in default scenario")
-    for item in overrides:
-        _apply_override(table, item)
+    parsed = [_parse_override(item) for item in overrides]
+    # whole tables first, so a table value never drops a key another override set
+    for item, parts, value in sorted(parsed, key=lambda p: not isinstance(p[2], dict)):
+        _apply_override(table, item, parts, value)
     return scenario_from_dict(table, source)
 
 
@@ -297,8 +305,8 @@ _PLUGIN_TABLES = {f.name for f in dataclasses.fields(Scenario)
                   if typing.get_type_hints(Scenario)[f.name] is PluginConfig}
 
 
-def _apply_override(table: dict[str, Any], item: str) -> None:
-    """Apply one ``--set key=value`` to the parsed document, in place."""
+def _parse_override(item: str) -> tuple[str, list[str], Any]:
+    """``--set key=value`` -> ``(item, dotted key's parts, value)``."""
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -308,11 +316,14 @@ def _apply_override(table: dict[str, Any], item: str) -> None:
     except tomllib.TOMLDecodeError:
         value = raw.strip()
     parts = key.split(".")
-    if len(parts) == 1 and parts[0] in _PLUGIN_TABLES:
+    if len(parts) == 1 and parts[0] in _PLUGIN_TABLES and not isinstance(value, dict):
+        # a swap: the component's name; the options set for the table stay
         parts = [parts[0], "name"]
-        if isinstance(value, str):
-            # a new plugin gets its own defaults, not the old plugin's options
-            table[parts[0]] = {}
+    return item, parts, value
+
+
+def _apply_override(table: dict[str, Any], item: str, parts: list[str], value: Any) -> None:
+    """Apply one parsed ``--set key=value`` to the parsed document, in place."""
     node = table
     for part in parts[:-1]:
         child = node.setdefault(part, {})
@@ -336,5 +347,32 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     return out
 
 
+def plugin_tables(document: dict[str, Any]) -> str:
+    """The plugin tables of a resolved scenario in one line, only the options it sets:
+    ``model=attribute_embedder{class_norm=true,scale=5.0} regularizer=none ...``.
+
+    :param document: :func:`scenario_to_dict` of the scenario.
+    """
+    out = []
+    for kind in (f.name for f in dataclasses.fields(Scenario) if f.name in _PLUGIN_TABLES):
+        options = {k: v for k, v in document[kind].items() if k != "name"}
+        out.append(f"{kind}={document[kind]['name']}"
+                   + (_inline(options) if options else ""))
+    return " ".join(out)
+
+
+def _inline(value: Any) -> str:
+    """``value`` written as TOML, on one line."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}={_inline(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_inline(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
 __all__ = ["DataConfig", "PluginConfig", "ProtocolConfig", "Scenario", "TrainConfig",
-           "load_scenario", "scenario_from_dict", "scenario_to_dict"]
+           "load_scenario", "plugin_tables", "scenario_from_dict", "scenario_to_dict"]

@@ -10,7 +10,8 @@ unknown name adds the first finding to its error. Found here:
 * a component declared without its ``czsl_make_<kind>`` factory.
 
 :func:`component_options` tells the options a component takes and their defaults,
-without building it (see its docstring for how).
+without building it (see its docstring for how); :func:`check_option_names` refuses a
+scenario's options that its components do not take, before anything is built.
 
 Nothing here imports torch or Avalanche.
 """
@@ -113,9 +114,25 @@ def component_options(plugins: Plugins, item: Listed) -> dict[str, Any] | None:
     (which takes ``options`` as one dict), is what makes this work for every factory
     written the documented way, without importing torch.
     """
+    found = _options(plugins, item)
+    return None if found is None else found[0]
+
+
+def unknown_options(plugins: Plugins, item: Listed, options: dict[str, Any]) -> list[str]:
+    """The names in ``options`` that the component does not take, sorted; empty where
+    its options cannot be told (see :func:`component_options`) or its factory takes any
+    keyword (``**kwargs``)."""
+    found = _options(plugins, item)
+    if found is None or found[1]:
+        return []
+    return sorted(set(options) - set(found[0]))
+
+
+def _options(plugins: Plugins, item: Listed) -> tuple[dict[str, Any], bool] | None:
+    """``(options and their defaults, whether the factory takes any other keyword)``."""
     declared = item.component.options
     if declared is not None:
-        return dict(declared)
+        return dict(declared), False
     caller = getattr(plugins.pm.hook, f"czsl_make_{item.component.kind}")
     impls = [impl for impl in caller.get_hookimpls() if impl.plugin_name == item.plugin]
     if not impls:
@@ -127,9 +144,11 @@ def component_options(plugins: Plugins, item: Listed) -> dict[str, Any] | None:
         params = inspect.signature(target).parameters.values()
     except (TypeError, ValueError):
         return None
-    return {p.name: p.default for p in params
-            if p.name not in _HOOK_ARGS and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-            and (p.kind == p.KEYWORD_ONLY or p.default is not p.empty)}
+    return ({p.name: p.default for p in params
+             if p.name not in _HOOK_ARGS
+             and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+             and (p.kind == p.KEYWORD_ONLY or p.default is not p.empty)},
+            any(p.kind == p.VAR_KEYWORD for p in params))
 
 
 def _options_target(factory: Any) -> Any:
@@ -155,3 +174,23 @@ def format_options(options: dict[str, Any] | None) -> str:
         return "(none)"
     return ", ".join(f"{name}={'(required)' if value is inspect.Parameter.empty else repr(value)}"
                      for name, value in options.items())
+
+
+def check_option_names(plugins: Plugins, scenario: Any) -> None:
+    """Refuse every option of a scenario's plugin tables (and of its generator's
+    ``losses``) that the chosen component does not take, before anything is built.
+
+    :param scenario: a :class:`czsl.config.Scenario`.
+    :raises PluginError: for an unknown component, or naming the table and every option
+        of it the component does not take (:meth:`czsl.plugins.Plugins.check_options`).
+    """
+    for kind in ("model", "regularizer", "replay", "generator"):
+        cfg = getattr(scenario, kind)
+        options = dict(cfg.options)
+        losses = options.pop("losses", []) if kind == "generator" else []
+        plugins.check_options(kind, cfg.name, options)
+        # a malformed list is refused, with its own message, when the generator is built
+        for spec in losses if isinstance(losses, list) else ():
+            if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+                plugins.check_options("generator_loss", spec["name"],
+                                      {k: v for k, v in spec.items() if k != "name"})

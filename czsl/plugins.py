@@ -13,6 +13,7 @@ This module imports neither torch nor Avalanche; the factories it calls may.
 from __future__ import annotations
 
 import difflib
+import re
 import time
 import traceback
 from importlib import metadata
@@ -197,13 +198,15 @@ class Plugins:
         plugin declares several components of one kind. (A generator gets no add-on
         ``losses`` unless ``args`` has them.)
 
-        :raises PluginError: if the name is unknown, the factory rejects its options
-            (an unknown option: a ``TypeError`` raised by the factory's own call, or an
-            :class:`czsl.errors.OptionError`), raises anything else while building (a
-            bug of the plugin, named as such), or returns ``None`` for a name it declared.
+        :raises PluginError: if the name is unknown, an option name is not one the
+            component takes (:meth:`check_options`, before the factory is called), the
+            factory rejects its options (an unknown option: a ``TypeError`` raised by the
+            factory's own call, or an :class:`czsl.errors.OptionError`), raises anything
+            else while building (a bug of the plugin, named as such), or returns ``None``
+            for a name it declared.
         """
-        item = self.find(kind, name)
-        where = f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
+        item = self.check_options(kind, name, options)
+        where = _where(kind, name, item)
         if kind == "generator" and "losses" not in args:
             from czsl.generators import GeneratorLosses  # imports torch: only when needed
 
@@ -218,17 +221,16 @@ class Plugins:
         try:
             result = caller(name=name, options=dict(options), **args)
         except OptionError as exc:  # raised by czsl.options: name the plugin and the fix
-            table = ("an entry of the scenario's [generator] losses"
-                     if kind == "generator_loss" else f"the scenario's [{kind}] table")
             fix = "" if kind == "generator_loss" else f" or with --set {kind}.{exc.key}=VALUE"
-            raise PluginError(f"{where}: option {exc}. Fix it in {table}{fix}") from exc
+            raise PluginError(f"{where}: option {exc}. Fix it in {_table(kind)}{fix}") from exc
         except CZSLError:  # already names the problem (e.g. a nested make_generator)
             raise
         except TypeError as exc:
             if _raised_in(exc, impl.function):  # the factory's own call: the options
-                raise PluginError(f"{where} rejected its options {sorted(options)}: {exc}. "
-                                  "Check the option names in the scenario's "
-                                  f"[{kind}] table against the plugin's documentation"
+                named = _UNEXPECTED.findall(str(exc))
+                what = (f"does not take the option {', '.join(map(repr, named))}" if named
+                        else "rejected its options")
+                raise PluginError(f"{where} {what}: {exc}. {_fix(kind, name, len(named))}"
                                   ) from exc
             raise PluginError(f"{where} failed to build, a bug in that plugin: "
                               f"TypeError: {exc} (czsl --debug shows where)") from exc
@@ -239,6 +241,56 @@ class Plugins:
                               f"czsl_make_{kind} hook returned None for it; this is a bug "
                               "in that plugin")
         return result
+
+
+    def check_options(self, kind: str, name: str, options: dict[str, Any]) -> Listed:
+        """Refuse option names that component ``name`` of ``kind`` does not take (as far
+        as :func:`czsl.plugin_check.unknown_options` can tell), all of them in one line.
+
+        :returns: the component's listing.
+        :raises PluginError: for an unknown name, or naming every unknown option, the
+            options it takes and the fix.
+        """
+        from czsl.plugin_check import component_options, unknown_options
+
+        item = self.find(kind, name)
+        unknown = unknown_options(self, item, options)
+        if unknown:
+            takes = sorted(component_options(self, item) or ())
+            guesses = [f"{close[0]!r} for {key!r}" for key in unknown
+                       for close in [difflib.get_close_matches(key, takes, n=1, cutoff=0.75)]
+                       if close]
+            raise PluginError(
+                f"{_where(kind, name, item)} does not take the option"
+                f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+                + (f" (did you mean {', '.join(guesses)}?)" if guesses else "")
+                + f"; it takes {', '.join(takes) or 'no options'}. "
+                + _fix(kind, name, len(unknown)))
+        return item
+
+
+_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
+
+
+def _where(kind: str, name: str, item: Listed) -> str:
+    return f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
+
+
+def _table(kind: str) -> str:
+    """Where a component's options are written in a scenario."""
+    return ("an entry of the scenario's [generator] losses" if kind == "generator_loss"
+            else f"the scenario's [{kind}] table")
+
+
+def _fix(kind: str, name: str, count: int = 1) -> str:
+    """How to fix option names: where they are set, and how to replace the whole table."""
+    them = "them" if count > 1 else "it"
+    if kind == "generator_loss":
+        return (f"Remove or fix {them} in {_table(kind)}, e.g. --set "
+                f"\"generator.losses=[{{name='{name}'}}]\"")
+    return (f"Remove or fix {them} in {_table(kind)} or its overrides (a swap such as --set "
+            f"{kind}={name} keeps the options set for [{kind}]), or replace the whole "
+            f"table: --set '{kind}={{name=\"{name}\", ...}}'")
 
 
 def _raised_in(exc: BaseException, function: Any) -> bool:

@@ -170,13 +170,35 @@ def resolve_protocol(protocol: ProtocolConfig, dataset: ZSLDataset) -> ProtocolC
         stratified=protocol.stratified, n_tasks=len(sizes))
 
 
-def build_stream(dataset: ZSLDataset, protocol: ProtocolConfig, seed: int) -> CZSLStream:
-    """Split ``dataset`` into tasks under ``protocol``.
+@dataclass(frozen=True, eq=False)
+class TaskSplit:
+    """Which classes each task trains and which images train and test: a stream before
+    its data are handed to Avalanche (numpy only, cheap).
 
-    :param dataset: the data.
+    :param protocol: the resolved protocol settings.
+    :param tasks: class ids of each task, in training order.
+    :param class_to_task: ``[C]`` the task of each class, ``-1`` for a class no task trains.
+    :param train_idx: indices of the training images.
+    :param test_idx: indices of the test images.
+    :param notes: facts about the split to print with the results.
+    """
+
+    protocol: ProtocolConfig
+    tasks: tuple[tuple[int, ...], ...]
+    class_to_task: np.ndarray
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    notes: tuple[str, ...]
+
+
+def split_tasks(dataset: ZSLDataset, protocol: ProtocolConfig, seed: int) -> TaskSplit:
+    """Split ``dataset``'s classes into tasks and its images into train and test.
+
+    :param dataset: the data (only its labels, splits and class count are read).
     :param protocol: the scenario's ``[protocol]``; presets are filled in here.
     :param seed: the run's seed (draws the class order where the protocol is random).
-    :raises ConfigError: for an impossible task split.
+    :raises ConfigError: for an impossible task split (more classes than the dataset
+        has, a task without training images, ...).
     """
     preset = (protocol.name, dataset.name.upper())
     notes = []
@@ -210,16 +232,33 @@ def build_stream(dataset: ZSLDataset, protocol: ProtocolConfig, seed: int) -> CZ
     if untrained and protocol.name != "static":
         notes.append(f"{n_classes - untrained} of {n_classes} classes are reached by the "
                      f"{len(tasks)} tasks; the other {untrained} stay unseen at every step")
+    trained = np.unique(class_to_task[labels[train_idx]])
+    for t, classes in enumerate(tasks):
+        if t not in trained:
+            raise ConfigError(f"task {t} (classes {list(classes)[:5]}...) has no training "
+                              f"images in {dataset.label}; choose another task split")
+    return TaskSplit(protocol=protocol, tasks=tasks, class_to_task=class_to_task,
+                     train_idx=train_idx, test_idx=test_idx, notes=tuple(notes))
 
+
+def build_stream(dataset: ZSLDataset, protocol: ProtocolConfig, seed: int) -> CZSLStream:
+    """Split ``dataset`` into tasks under ``protocol`` (:func:`split_tasks`) and hand each
+    task's training images to Avalanche.
+
+    :param dataset: the data.
+    :param protocol: the scenario's ``[protocol]``; presets are filled in here.
+    :param seed: the run's seed (draws the class order where the protocol is random).
+    :raises ConfigError: for an impossible task split.
+    """
+    split = split_tasks(dataset, protocol, seed)
+    protocol, tasks, class_to_task = split.protocol, split.tasks, split.class_to_task
+    labels, train_idx, test_idx = dataset.labels, split.train_idx, split.test_idx
     features = torch.from_numpy(dataset.features)
     targets = torch.from_numpy(labels)
     train_task = class_to_task[labels[train_idx]]
     experiences = []
-    for t, classes in enumerate(tasks):
+    for t in range(len(tasks)):
         idx = torch.from_numpy(train_idx[train_task == t])
-        if idx.numel() == 0:
-            raise ConfigError(f"task {t} (classes {list(classes)[:5]}...) has no training "
-                              f"images in {dataset.label}; choose another task split")
         # Avalanche's own conversion adds task label 0, so batches are (x, y, t).
         experiences.append(_as_taskaware_supervised_classification_dataset(
             TensorDataset(features[idx], targets[idx])))
@@ -233,4 +272,4 @@ def build_stream(dataset: ZSLDataset, protocol: ProtocolConfig, seed: int) -> CZ
         attributes=torch.from_numpy(dataset.attributes),
         test_x=features[test_sel], test_y=targets[test_sel],
         protocol=protocol, per_class=protocol.accuracy == "per_class",
-        dataset_name=dataset.name, dataset_label=dataset.label, notes=tuple(notes))
+        dataset_name=dataset.name, dataset_label=dataset.label, notes=split.notes)

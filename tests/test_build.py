@@ -208,9 +208,9 @@ def typo_plugin(plugin_dir):
 def test_a_factorys_own_type_error_is_a_bug_not_a_rejected_option(typo_plugin):
     from czsl.plugins import Plugins
 
-    with pytest.raises(PluginError, match="rejected its options") as unknown:
+    with pytest.raises(PluginError, match="does not take the option 'strenght'") as unknown:
         Plugins().make("regularizer", "typo", {"strenght": 2}, stream=None)
-    assert "strenght" in str(unknown.value)
+    assert "did you mean 'strength'" in str(unknown.value)
     with pytest.raises(PluginError, match="failed to build, a bug in that plugin") as bug:
         Plugins().make("regularizer", "typo", {"strength": 2}, stream=None)
     assert "czsl-test-typo" in str(bug.value) and "rejected" not in str(bug.value)

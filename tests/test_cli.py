@@ -52,7 +52,8 @@ def test_threads_sets_torchs_cpu_threads(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["--set", "regularizer=ewc_onlin"], ["unknown regularizer 'ewc_onlin'", "none"]),
-    (["--set", "model.hiden_dims=[4]"], ["rejected its options", "hiden_dims"]),
+    (["--set", "model.hiden_dims=[4]"], ["does not take the option 'hiden_dims'",
+                                         "[model] table"]),
     (["--set", "train.epochs=-1"], ["train.epochs", "positive"]),
     (["--set", "data.dataset=CUB"], ["CUB", "data_dir", "CUB_meta.npz"]),
     (["--device", "cuda"], ["cuda"]),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from czsl.config import Scenario, load_scenario, scenario_from_dict, scenario_to_dict
+from czsl.config import PluginConfig, Scenario, load_scenario, scenario_from_dict, scenario_to_dict
 from czsl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,6 +43,50 @@ def test_overrides_set_values_and_plugin_names():
     assert scenario.protocol.name == "classnorm" and scenario.data.dataset == "CUB"
     swapped = load_scenario(None, ["regularizer=mas", "regularizer.lambda_reg=1e-3"])
     assert swapped.regularizer.name == "mas" and swapped.regularizer.options == {"lambda_reg": 1e-3}
+
+
+#: a scenario file whose plugin tables set options of their own
+TABLES = """
+[replay]
+name = "generative_replay"
+replay_per_class = 7
+
+[generator]
+name = "cvae"
+fast_math = true
+losses = [{name = "random_walk", prototypes = "real"}]
+"""
+
+
+def test_overrides_compose_in_any_order(tmp_path):
+    """A swap keeps the options set for its table (in the file or by other overrides), a
+    table value replaces the file's table, whatever the order of the overrides."""
+    path = tmp_path / "s.toml"
+    path.write_text(TABLES)
+    overrides = ["generator.epochs=3", "generator=cvae", "replay=feature_replay",
+                 "replay.mem_size=50", 'model={name="attribute_embedder", scale=4.0}',
+                 "model.class_norm=false"]
+    resolved = {json.dumps(scenario_to_dict(load_scenario(path, list(order))), sort_keys=True)
+                for order in itertools.permutations(overrides)}
+    assert len(resolved) == 1
+    scenario = load_scenario(path, overrides)
+    assert scenario.generator.options == {
+        "fast_math": True, "losses": [{"name": "random_walk", "prototypes": "real"}],
+        "epochs": 3}
+    assert scenario.replay == PluginConfig("feature_replay",
+                                           {"replay_per_class": 7, "mem_size": 50})
+    assert scenario.model == PluginConfig("attribute_embedder",
+                                          {"scale": 4.0, "class_norm": False})
+
+
+def test_a_table_value_replaces_the_whole_table(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(TABLES)
+    swapped = load_scenario(path, ['replay={name="feature_replay"}', "generator=cvae"])
+    assert swapped.replay == PluginConfig("feature_replay")
+    assert swapped.generator == load_scenario(path).generator  # the same plugin: kept
+    default = load_scenario(path, ["generator={epochs=2}"]).generator
+    assert default == PluginConfig("cvae", {"epochs": 2})  # no name: the default plugin
 
 
 @pytest.mark.parametrize("text, words", [

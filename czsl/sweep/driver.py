@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shlex
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from czsl.config import plugin_tables
 from czsl.errors import ConfigError, CZSLError, StorageError
 from czsl.runfolder import check_writable
 from czsl.sweep.grid import Grid, check_cells, parse_grid
@@ -55,7 +57,11 @@ def plan(grid: Grid, store: SweepDir, options: Options) -> list[dict[str, Any]]:
     specs: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
     data_dir = None if options.data_dir is None else str(Path(options.data_dir).resolve())
-    for cell, scenario in zip(cells, check_cells(grid, cells)):
+    # every cell as its run will be built, before any starts; on a Ray cluster the
+    # workers may have the GPUs this machine lacks, so "cuda" is not checked here then
+    checked = check_cells(grid, cells, data_dir=options.data_dir, full=True,
+                          check_device=not (options.backend == "ray" and options.address))
+    for cell, scenario in zip(cells, checked):
         document = scenario_to_dict(scenario)
         try:
             data = data_fingerprint(scenario.data.dataset, options.data_dir)
@@ -136,8 +142,9 @@ def run_sweep(grid_path: Path, options: Options,
     status = {s["id"]: store.status(s["id"]) for s in specs}
     if options.dry_run:
         for s in specs:
-            echo(f"{s['id']}  {status[s['id']]:<9}  {s['describe']}  --set "
-                 + " --set ".join(s["overrides"]))
+            echo(f"{s['id']}  {status[s['id']]:<9}  {s['describe']}  "
+                 f"{plugin_tables(s['document'])}  --set "
+                 + " --set ".join(map(shlex.quote, s["overrides"])))
         echo(f"{len(specs)} runs, {sum(v == 'done' for v in status.values())} already done "
              f"(in {store.root}); nothing was started (--dry-run)")
         return 0

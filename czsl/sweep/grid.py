@@ -28,8 +28,10 @@ axis and one seed is a *cell*, i.e. one run::
 A run's overrides are, in order: ``[sweep] set``, each axis's (in file order), each
 matching ``[[when]]``'s (in file order), then ``seed=N``. Each cell's scenario is built
 with :func:`czsl.config.load_scenario` (the scenario validation: unknown keys, wrong
-types) and its plugin names are looked up, so a bad grid is refused with one line
-naming the cell before any run starts. Stdlib only, up to that check.
+types), its plugin names and option names are looked up, and ``czsl sweep run`` then
+checks it as its run will be built (:func:`check_cells` with ``full``: the data, the
+task split, option values, the device), so a bad grid is refused with one line naming
+the cell before any run starts. Stdlib only, up to that check.
 """
 
 from __future__ import annotations
@@ -42,8 +44,6 @@ from typing import Any
 
 from czsl.errors import ConfigError
 
-#: the plugin tables whose names a grid's cells must resolve
-PLUGIN_KINDS = ("model", "regularizer", "replay", "generator")
 _SECTIONS = {"sweep", "axes", "when", "table"}
 _SWEEP_KEYS = {"name", "scenario", "seeds", "set"}
 _TABLE_KEYS = {"rows", "columns", "metrics"}
@@ -260,23 +260,41 @@ def parse_grid(path: str | Path) -> Grid:
                                   "metrics": list(metrics)})
 
 
-def check_cells(grid: Grid, cells: list[Cell]) -> list[Any]:
-    """Build every cell's scenario and look up its plugins; return the scenarios.
+def check_cells(grid: Grid, cells: list[Cell], *, data_dir: Path | None = None,
+                full: bool = False, check_device: bool = True) -> list[Any]:
+    """Build every cell's scenario, look up its plugins and their option names; return
+    the scenarios.
 
+    :param full: also check each cell as its run will be built
+        (:class:`czsl.build.Preflight`: the data in ``data_dir``, the task split, the
+        option values, the device), so that no run starts unless every one can.
+    :param check_device: with ``full``, whether ``device = "cuda"`` must find a GPU on
+        this machine.
     :raises ConfigError: naming the first bad cell and what is wrong with it.
-    :raises PluginError: for a plugin name that no installed plugin provides.
+    :raises PluginError: for a plugin name that no installed plugin provides, or an
+        option it refuses.
     """
     from czsl.config import load_scenario
     from czsl.errors import CZSLError, PluginError
+    from czsl.plugin_check import check_option_names
     from czsl.plugins import Plugins
 
     plugins = Plugins()
+    if full:
+        import warnings
+
+        # Avalanche warns at import that GEM's optional QP solver is missing (as czsl run)
+        warnings.filterwarnings("ignore", "no QP solver found")
+        from czsl.build import Preflight  # imports torch and Avalanche
+
+        preflight = Preflight(data_dir, check_device=check_device)
     scenarios = []
     for cell in cells:
         try:
             scenario = load_scenario(cell.scenario, cell.overrides)
-            for kind in PLUGIN_KINDS:
-                plugins.find(kind, getattr(scenario, kind).name)
+            check_option_names(plugins, scenario)
+            if full:
+                preflight.check(scenario)
         except CZSLError as exc:
             kind = PluginError if isinstance(exc, PluginError) else ConfigError
             raise kind(f"grid {grid.path}, cell {cell.describe()}: {exc}") from exc
