@@ -18,6 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from czsl.argtypes import positive_int
 from czsl.errors import CZSLError
 from czsl.sweep import cli as sweep_cli
 
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="where run folders go (default: runs/)")
     run.add_argument("--name", help="run name (default: the scenario's name)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run.add_argument("--threads", type=_positive_int, metavar="N",
+    run.add_argument("--threads", type=positive_int, metavar="N",
                      help="torch's CPU threads (default: torch's choice, one per core); "
                           "recorded in the run's scenario.toml (the numbers depend on it "
                           "slightly) and used again by --resume; on a machine whose cores "
@@ -99,16 +100,6 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     for line in found:
         print(f"czsl: warning: {line}", file=sys.stderr)
     return 1 if found and args.check else 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
