@@ -359,8 +359,7 @@ def _check_model(model: Any, name: str, plugins: Plugins) -> torch.nn.Module:
     item = plugins.find("model", name)
     if not isinstance(model, torch.nn.Module) or not callable(
             getattr(model, "set_visible_classes", None)):
-        raise PluginError(f"model {name!r} (plugin {item.plugin!r} from {item.package}) "
-                          f"returned {type(model).__name__}; czsl_make_model must return a "
+        raise PluginError(f"{item.label()} returned {type(model).__name__}; czsl_make_model must return a "
                           "torch.nn.Module with set_visible_classes(mask)")
     return model
 
@@ -371,8 +370,7 @@ def _check_avalanche_plugins(result: Any, kind: str, name: str,
     item = plugins.find(kind, name)
     if not isinstance(result, (list, tuple)) or not all(
             isinstance(p, SupervisedPlugin) for p in result):
-        raise PluginError(f"{kind} {name!r} (plugin {item.plugin!r} from {item.package}) "
-                          f"returned {brief(result)}; czsl_make_{kind} must return a list of "
+        raise PluginError(f"{item.label()} returned {brief(result)}; czsl_make_{kind} must return a list of "
                           "avalanche.core.SupervisedPlugin")
     return list(result)
 
@@ -386,7 +384,7 @@ def build_generator(plugins: Plugins, name: str, options: dict[str, Any], n_feat
     :param options: the rest of the table, ``losses`` included.
     """
     item = plugins.find("generator", name)
-    where = f"generator {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
+    where = item.label()
     options = dict(options)
     sizes = {"n_features": n_features, "n_attributes": n_attributes}
     losses = make_generator_losses(plugins, options.pop("losses", []), sizes)
@@ -418,7 +416,5 @@ def make_generator_losses(plugins: Plugins, specs: Any,
         options = dict(spec)
         name = options.pop("name")
         item = plugins.find("generator_loss", name)
-        built.append((f"generator loss {name!r} (plugin {item.plugin!r} from {item.package} "
-                      f"{item.version})",
-                      plugins.make("generator_loss", name, options, **sizes)))
+        built.append((item.label(), plugins.make("generator_loss", name, options, **sizes)))
     return GeneratorLosses(built)

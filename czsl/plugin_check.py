@@ -72,7 +72,7 @@ def unmarked_hooks(plugins: Plugins) -> list[str]:
     ``@czsl.hookimpl``."""
     found = []
     for plugin, module in sorted(plugins.modules.items()):
-        where = f"plugin {plugin!r} ({plugins.package_of(plugin)})"
+        where = plugins.plugin_label(plugin)
         functions = {name: value for name, value in vars(module).items()
                      if name.startswith("czsl_") and callable(value)}
         unmarked = sorted(name for name, value in functions.items()
@@ -96,8 +96,7 @@ def missing_factories(plugins: Plugins) -> list[str]:
         kind = item.component.kind
         caller = getattr(plugins.pm.hook, f"czsl_make_{kind}")
         if not any(impl.plugin_name == item.plugin for impl in caller.get_hookimpls()):
-            found.append(f"{kind} {item.component.name!r} (plugin {item.plugin!r} from "
-                         f"{item.package} {item.version}) is declared but the plugin has no "
+            found.append(f"{item.label()} is declared but the plugin has no "
                          f"czsl_make_{kind} hook; add one marked @czsl.hookimpl")
     return found
 

@@ -33,6 +33,16 @@ class Listed:
     package: str
     version: str
 
+    def label(self, detail: str = "") -> str:
+        """How every message names the component: ``regularizer 'mas' (plugin 'mas'
+        from czsl 0.1.0)`` (a ``generator_loss`` reads ``generator loss 'x' ...``).
+
+        :param detail: added inside the parentheses, e.g. ``", held by replay 'r'"``.
+        """
+        kind = self.component.kind.replace("_", " ")
+        return (f"{kind} {self.component.name!r} (plugin {self.plugin!r} from "
+                f"{self.package} {self.version}{detail})")
+
 
 @dataclass(frozen=True)
 class Problem:

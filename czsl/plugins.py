@@ -112,7 +112,7 @@ class Plugins:
                 name = self.pm.get_name(exc.plugin)
                 self.pm.unregister(name=name)
                 module = self.modules.pop(name)
-                where = f"plugin {name!r} ({self.package_of(name)})"
+                where = self.plugin_label(name)
                 try:  # which components it would have provided, to fail their look-ups
                     components = declared(getattr(module, "czsl_components", list), where)
                 except PluginError:
@@ -127,10 +127,15 @@ class Plugins:
         name, version = self._package.get(plugin, ("?", "?"))
         return f"{name} {version}"
 
+    def plugin_label(self, plugin: str) -> str:
+        """How messages about a whole plugin name it: ``plugin 'x' (czsl-x 0.1)`` (a
+        component is named by :meth:`Listed.label`)."""
+        return f"plugin {plugin!r} ({self.package_of(plugin)})"
+
     def _collect_components(self) -> list[Listed]:
         listed: dict[tuple[str, str], Listed] = {}
         for impl in self.pm.hook.czsl_components.get_hookimpls():
-            where = f"plugin {impl.plugin_name!r} ({self.package_of(impl.plugin_name)})"
+            where = self.plugin_label(impl.plugin_name)
             try:
                 components = declared(impl.function, where)
             except PluginError as exc:
@@ -206,7 +211,7 @@ class Plugins:
             for a name it declared.
         """
         item = self.check_options(kind, name, options)
-        where = _where(kind, name, item)
+        where = item.label()
         if kind == "generator" and "losses" not in args:
             from czsl.generators import GeneratorLosses  # imports torch: only when needed
 
@@ -261,7 +266,7 @@ class Plugins:
                        for close in [difflib.get_close_matches(key, takes, n=1, cutoff=0.75)]
                        if close]
             raise PluginError(
-                f"{_where(kind, name, item)} does not take the option"
+                f"{item.label()} does not take the option"
                 f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
                 + (f" (did you mean {', '.join(guesses)}?)" if guesses else "")
                 + f"; it takes {', '.join(takes) or 'no options'}. "
@@ -270,10 +275,6 @@ class Plugins:
 
 
 _UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
-
-
-def _where(kind: str, name: str, item: Listed) -> str:
-    return f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
 
 
 def _table(kind: str) -> str:
