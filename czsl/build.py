@@ -37,7 +37,6 @@ from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import ConfigError, CZSLError, PluginError, brief
 from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner, make_lr_schedule
-from czsl.plugin_check import check_option_names
 from czsl.plugins import Listed, Plugins
 from czsl.streams import CZSLStream, build_stream, split_tasks
 from czsl.taskview import TaskView
@@ -168,7 +167,7 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
     for problem in plugins.problems:  # those a component below needs fail there instead
         if not any(problem.concerns(kind, name) for kind, name in asked):
             echo(f"warning: {problem.message}")
-    check_option_names(plugins, scenario)  # every unknown option, before the data are read
+    plugins.check_scenario_options(scenario)  # every unknown option, before the data are read
     dataset = load_dataset(scenario.data.dataset, data_dir, features=scenario.data.features,
                            seed=scenario.seed, options=scenario.data.synthesis)
     seed_everything(scenario.seed)
@@ -279,7 +278,7 @@ class Preflight:
         """
         if self.check_device:
             resolve_device(scenario.device)
-        check_option_names(self.plugins, scenario)
+        self.plugins.check_scenario_options(scenario)
         data = scenario.data
         data_key = _key(data.dataset, data.features, data.synthesis,
                         scenario.seed if data.dataset == "synthetic" else None)
@@ -416,5 +415,5 @@ def make_generator_losses(plugins: Plugins, specs: Any,
         options = dict(spec)
         name = options.pop("name")
         item = plugins.find("generator_loss", name)
-        built.append((item.label(), plugins.make("generator_loss", name, options, **sizes)))
+        built.append((item.label(kind="generator loss"), plugins.make("generator_loss", name, options, **sizes)))
     return GeneratorLosses(built)

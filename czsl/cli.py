@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from czsl.plugin_check import check, component_options, format_options
+    from czsl.plugin_check import check
     from czsl.plugins import Plugins
 
     plugins = Plugins()
@@ -93,9 +93,9 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows + [("kind", "name", "package", "")])
               for i in range(3)]
     print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'package':<{widths[2]}}  summary")
-    for item, (kind, name, package, summary) in zip(plugins.listed, rows):
+    for kind, name, package, summary in rows:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {package:<{widths[2]}}  {summary}")
-        print(f"{'':<{widths[0]}}  options: {format_options(component_options(plugins, item))}")
+        print(f"{'':<{widths[0]}}  options: {plugins.options(kind, name).format()}")
     found = [*(p.message for p in plugins.problems), *plugins.notes, *check(plugins)]
     for line in found:
         print(f"czsl: warning: {line}", file=sys.stderr)

@@ -17,14 +17,14 @@ import czsl
 ROOT = Path(czsl.__file__).parent
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """``module -> the czsl modules it imports`` for every module under ``root``."""
-    modules = {_module_name(p): p for p in sorted(root.rglob("*.py"))}
+    modules = {_module_name(p, root): p for p in sorted(root.rglob("*.py"))}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
