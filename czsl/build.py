@@ -358,8 +358,8 @@ def _check_model(model: Any, name: str, plugins: Plugins) -> torch.nn.Module:
     item = plugins.find("model", name)
     if not isinstance(model, torch.nn.Module) or not callable(
             getattr(model, "set_visible_classes", None)):
-        raise PluginError(f"{item.label()} returned {type(model).__name__}; czsl_make_model must return a "
-                          "torch.nn.Module with set_visible_classes(mask)")
+        raise PluginError(f"{item.label()} returned {type(model).__name__}; czsl_make_model "
+                          "must return a torch.nn.Module with set_visible_classes(mask)")
     return model
 
 
@@ -369,8 +369,8 @@ def _check_avalanche_plugins(result: Any, kind: str, name: str,
     item = plugins.find(kind, name)
     if not isinstance(result, (list, tuple)) or not all(
             isinstance(p, SupervisedPlugin) for p in result):
-        raise PluginError(f"{item.label()} returned {brief(result)}; czsl_make_{kind} must return a list of "
-                          "avalanche.core.SupervisedPlugin")
+        raise PluginError(f"{item.label()} returned {brief(result)}; czsl_make_{kind} must "
+                          "return a list of avalanche.core.SupervisedPlugin")
     return list(result)
 
 
@@ -415,5 +415,6 @@ def make_generator_losses(plugins: Plugins, specs: Any,
         options = dict(spec)
         name = options.pop("name")
         item = plugins.find("generator_loss", name)
-        built.append((item.label(kind="generator loss"), plugins.make("generator_loss", name, options, **sizes)))
+        built.append((item.label(kind="generator loss"),
+                      plugins.make("generator_loss", name, options, **sizes)))
     return GeneratorLosses(built)

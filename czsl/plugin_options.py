@@ -62,9 +62,12 @@ class ComponentOptions:
             return "(see the plugin's documentation)"
         if not self.defaults:
             return "(none)"
-        return ", ".join(
-            f"{name}={'(required)' if value is REQUIRED else UNSET if value is None else repr(value)}"
-            for name, value in self.defaults.items())
+
+        def shown(value: Any) -> str:
+            return ("(required)" if value is REQUIRED else UNSET if value is None
+                    else repr(value))
+
+        return ", ".join(f"{name}={shown(value)}" for name, value in self.defaults.items())
 
 
 def read(component: hookspecs.Component, factory: Any) -> ComponentOptions:
