@@ -47,11 +47,10 @@ def plugin_failure(exc: Exception, owners: dict[int, tuple[str, str, Listed]], s
             culprit = None
     if culprit is None:
         return None
-    (kind, name, item), frame = culprit
+    (_, _, item), frame = culprit
     where = f"{type(frame.f_locals['self']).__name__}.{frame.f_code.co_name}"
     return PluginError(
-        f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}) failed "
-        f"during task {step}, in {where}: {type(exc).__name__}: {exc}. "
+        f"{item.label()} failed during task {step}, in {where}: {type(exc).__name__}: {exc}. "
         f"{what_is_kept(run_dir, step)} (czsl --debug shows the traceback.)")
 
 
@@ -105,12 +104,11 @@ def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
         held = f", held by {owner[0]} {owner[1]!r} as {path[2]!r}"
         obj = inner
     else:
-        kind, name, item = owner
+        item = owner[2]
         what = f"its attribute {path[2]!r}" if len(path) > 2 else "its state"
         held, obj = "", holder
     return PluginError(
-        f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version}{held}) "
-        f"cannot be checkpointed {when}: {what} cannot be pickled "
+        f"{item.label(held)} cannot be checkpointed {when}: {what} cannot be pickled "
         f"({type(exc.cause).__name__}: {exc.cause}). czsl pickles the state of every "
         f"plugin's objects after each task (see czsl.hookspecs); {type(obj).__name__} "
         f"needs __getstate__/__setstate__ that leave it out (or rebuild it). {kept}")

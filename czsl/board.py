@@ -86,8 +86,8 @@ from torch.utils.tensorboard import SummaryWriter
 from czsl import metric_registry as registry
 from czsl import metrics as czsl_metrics
 from czsl.figures import Heatmap, SeenUnseenCurve
-from czsl.hparams import (HPARAM_METRICS, neighbours, plugin_defaults, scenario_hparams,
-                          summaries)
+from czsl.hparams import HPARAM_METRICS, neighbours, scenario_hparams, summaries
+from czsl.settings import plugin_defaults
 
 #: Per-step scalar tags ``step/<key>``: the per-step metrics of the registry (keys of
 #: :attr:`czsl.metrics.RunMetrics.steps`).

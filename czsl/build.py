@@ -37,7 +37,6 @@ from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import ConfigError, CZSLError, PluginError, brief
 from czsl.generators import CheckedGenerator, GeneratorLosses
 from czsl.learner import ZSLLearner, make_lr_schedule
-from czsl.plugin_check import check_option_names
 from czsl.plugins import Listed, Plugins
 from czsl.streams import CZSLStream, build_stream, split_tasks
 from czsl.taskview import TaskView
@@ -168,7 +167,7 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
     for problem in plugins.problems:  # those a component below needs fail there instead
         if not any(problem.concerns(kind, name) for kind, name in asked):
             echo(f"warning: {problem.message}")
-    check_option_names(plugins, scenario)  # every unknown option, before the data are read
+    plugins.check_scenario_options(scenario)  # every unknown option, before the data are read
     dataset = load_dataset(scenario.data.dataset, data_dir, features=scenario.data.features,
                            seed=scenario.seed, options=scenario.data.synthesis)
     seed_everything(scenario.seed)
@@ -279,7 +278,7 @@ class Preflight:
         """
         if self.check_device:
             resolve_device(scenario.device)
-        check_option_names(self.plugins, scenario)
+        self.plugins.check_scenario_options(scenario)
         data = scenario.data
         data_key = _key(data.dataset, data.features, data.synthesis,
                         scenario.seed if data.dataset == "synthetic" else None)
@@ -359,9 +358,8 @@ def _check_model(model: Any, name: str, plugins: Plugins) -> torch.nn.Module:
     item = plugins.find("model", name)
     if not isinstance(model, torch.nn.Module) or not callable(
             getattr(model, "set_visible_classes", None)):
-        raise PluginError(f"model {name!r} (plugin {item.plugin!r} from {item.package}) "
-                          f"returned {type(model).__name__}; czsl_make_model must return a "
-                          "torch.nn.Module with set_visible_classes(mask)")
+        raise PluginError(f"{item.label()} returned {type(model).__name__}; czsl_make_model "
+                          "must return a torch.nn.Module with set_visible_classes(mask)")
     return model
 
 
@@ -371,9 +369,8 @@ def _check_avalanche_plugins(result: Any, kind: str, name: str,
     item = plugins.find(kind, name)
     if not isinstance(result, (list, tuple)) or not all(
             isinstance(p, SupervisedPlugin) for p in result):
-        raise PluginError(f"{kind} {name!r} (plugin {item.plugin!r} from {item.package}) "
-                          f"returned {brief(result)}; czsl_make_{kind} must return a list of "
-                          "avalanche.core.SupervisedPlugin")
+        raise PluginError(f"{item.label()} returned {brief(result)}; czsl_make_{kind} must "
+                          "return a list of avalanche.core.SupervisedPlugin")
     return list(result)
 
 
@@ -386,7 +383,7 @@ def build_generator(plugins: Plugins, name: str, options: dict[str, Any], n_feat
     :param options: the rest of the table, ``losses`` included.
     """
     item = plugins.find("generator", name)
-    where = f"generator {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
+    where = item.label()
     options = dict(options)
     sizes = {"n_features": n_features, "n_attributes": n_attributes}
     losses = make_generator_losses(plugins, options.pop("losses", []), sizes)
@@ -418,7 +415,6 @@ def make_generator_losses(plugins: Plugins, specs: Any,
         options = dict(spec)
         name = options.pop("name")
         item = plugins.find("generator_loss", name)
-        built.append((f"generator loss {name!r} (plugin {item.plugin!r} from {item.package} "
-                      f"{item.version})",
+        built.append((item.label(kind="generator loss"),
                       plugins.make("generator_loss", name, options, **sizes)))
     return GeneratorLosses(built)

@@ -18,6 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from czsl.argtypes import positive_int
 from czsl.errors import CZSLError
 from czsl.sweep import cli as sweep_cli
 
@@ -47,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="where run folders go (default: runs/)")
     run.add_argument("--name", help="run name (default: the scenario's name)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run.add_argument("--threads", type=_positive_int, metavar="N",
+    run.add_argument("--threads", type=positive_int, metavar="N",
                      help="torch's CPU threads (default: torch's choice, one per core); "
                           "recorded in the run's scenario.toml (the numbers depend on it "
                           "slightly) and used again by --resume; on a machine whose cores "
@@ -83,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
-    from czsl.plugin_check import check, component_options, format_options
+    from czsl.plugin_check import check
     from czsl.plugins import Plugins
 
     plugins = Plugins()
@@ -92,23 +93,13 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows + [("kind", "name", "package", "")])
               for i in range(3)]
     print(f"{'kind':<{widths[0]}}  {'name':<{widths[1]}}  {'package':<{widths[2]}}  summary")
-    for item, (kind, name, package, summary) in zip(plugins.listed, rows):
+    for kind, name, package, summary in rows:
         print(f"{kind:<{widths[0]}}  {name:<{widths[1]}}  {package:<{widths[2]}}  {summary}")
-        print(f"{'':<{widths[0]}}  options: {format_options(component_options(plugins, item))}")
+        print(f"{'':<{widths[0]}}  options: {plugins.options(kind, name).format()}")
     found = [*(p.message for p in plugins.problems), *plugins.notes, *check(plugins)]
     for line in found:
         print(f"czsl: warning: {line}", file=sys.stderr)
     return 1 if found and args.check else 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ class Component:
         plugins``. Leave it out when the factory hands its ``options`` on as
         ``f(**options)`` to a function or class of the plugin's module: czsl reads the
         options from that callee's keyword parameters (see
-        :func:`czsl.plugin_check.component_options`).
+        :meth:`czsl.plugins.Plugins.options`).
     """
 
     kind: str

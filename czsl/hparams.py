@@ -41,19 +41,6 @@ def _hparam_value(value: Any) -> bool | float | str:
     return json.dumps(value)
 
 
-def plugin_defaults() -> Callable[[str, str], dict[str, Any]] | None:
-    """``defaults(kind, name)`` from the installed plugins, or ``None`` if they do not
-    load (the options a scenario sets are still listed)."""
-    from czsl.errors import CZSLError
-    from czsl.plugins import Plugins
-
-    try:
-        plugins = Plugins()
-    except CZSLError:
-        return None
-    return lambda kind, name: czsl_settings.option_defaults(kind, name, plugins)
-
-
 def scenario_hparams(document: dict[str, Any], results: dict[str, Any],
                      defaults: Callable[[str, str], dict[str, Any]] | None = None
                      ) -> dict[str, Any]:
@@ -67,7 +54,8 @@ def scenario_hparams(document: dict[str, Any], results: dict[str, Any],
 
     :param document: the resolved scenario, as written to ``scenario.toml``.
     :param results: the run's results (``results.json`` content).
-    :param defaults: fills in the options left at their defaults (:func:`plugin_defaults`).
+    :param defaults: fills in the options left at their defaults
+        (:func:`czsl.settings.plugin_defaults`).
     :return: name -> bool, float or str.
     """
     out = {k: _hparam_value(v)

@@ -12,7 +12,7 @@ are, in this order:
 
 A user's observers (``run_scenario(..., observers=[...])``) come after them, so they see
 a step only once it is saved. The run times every observer (:attr:`Observer.name` ->
-seconds in :attr:`czsl.run.RunResult.timings`), so a benchmark needs no patching to
+seconds in :attr:`czsl.results.RunResult.timings`), so a benchmark needs no patching to
 break a run's time down.
 """
 

@@ -16,6 +16,8 @@ from czsl.hookspecs import KINDS, Component
 
 #: the distribution of the built-in plugins
 BUILT_IN = "czsl"
+#: the entry-point group czsl loads plugins from
+ENTRY_POINT_GROUP = "czsl"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,17 @@ class Listed:
     plugin: str
     package: str
     version: str
+
+    def label(self, detail: str = "", kind: str | None = None) -> str:
+        """How every message names the component: ``regularizer 'mas' (plugin 'mas'
+        from czsl 0.1.0)``.
+
+        :param detail: added inside the parentheses, e.g. ``", held by replay 'r'"``.
+        :param kind: how the kind reads, if not as its name (a built generator loss's
+            errors say ``generator loss``).
+        """
+        return (f"{kind or self.component.kind} {self.component.name!r} (plugin "
+                f"{self.plugin!r} from {self.package} {self.version}{detail})")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ they are listed in czsl's own ``pyproject.toml``). Each entry point names a modu
 whose ``@czsl.hookimpl`` functions implement :mod:`czsl.hookspecs`. A plugin that
 cannot be used is a :class:`Problem`: a warning until a run asks for one of its
 components. :mod:`czsl.plugin_check` looks for the mistakes that make a plugin vanish
-without an error.
+without an error; :meth:`Plugins.options` tells the options a component takes
+(:mod:`czsl.plugin_options`).
 
 This module imports neither torch nor Avalanche; the factories it calls may.
 """
@@ -24,12 +25,14 @@ import pluggy
 from czsl import hookspecs
 from czsl.errors import CZSLError, OptionError, PluginError
 from czsl.hookspecs import KINDS
-from czsl.plugin_problems import (BUILT_IN, Listed, Problem, component_clash, declared,
-                                  dist_of, entry_point_clash)
+from czsl.plugin_check import check
+from czsl.plugin_options import ComponentOptions, read
+from czsl.plugin_problems import (BUILT_IN, ENTRY_POINT_GROUP, Listed, Problem,
+                                  component_clash, declared, dist_of, entry_point_clash)
 
-__all__ = ["BUILT_IN", "ENTRY_POINT_GROUP", "Listed", "Plugins", "Problem"]
+__all__ = ["BUILT_IN", "ENTRY_POINT_GROUP", "ComponentOptions", "Listed", "Plugins",
+           "Problem"]
 
-ENTRY_POINT_GROUP = "czsl"
 #: a plugin slower than this to import is named by ``czsl plugins`` (seconds)
 SLOW_IMPORT_S = 0.5
 
@@ -112,7 +115,7 @@ class Plugins:
                 name = self.pm.get_name(exc.plugin)
                 self.pm.unregister(name=name)
                 module = self.modules.pop(name)
-                where = f"plugin {name!r} ({self.package_of(name)})"
+                where = self.plugin_label(name)
                 try:  # which components it would have provided, to fail their look-ups
                     components = declared(getattr(module, "czsl_components", list), where)
                 except PluginError:
@@ -127,10 +130,15 @@ class Plugins:
         name, version = self._package.get(plugin, ("?", "?"))
         return f"{name} {version}"
 
+    def plugin_label(self, plugin: str) -> str:
+        """How messages about a whole plugin name it: ``plugin 'x' (czsl-x 0.1)`` (a
+        component is named by :meth:`Listed.label`)."""
+        return f"plugin {plugin!r} ({self.package_of(plugin)})"
+
     def _collect_components(self) -> list[Listed]:
         listed: dict[tuple[str, str], Listed] = {}
         for impl in self.pm.hook.czsl_components.get_hookimpls():
-            where = f"plugin {impl.plugin_name!r} ({self.package_of(impl.plugin_name)})"
+            where = self.plugin_label(impl.plugin_name)
             try:
                 components = declared(impl.function, where)
             except PluginError as exc:
@@ -171,8 +179,6 @@ class Plugins:
         names = self.names(kind)
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        from czsl.plugin_check import check  # only when a name is unknown
-
         found = [*(p.message for p in self.problems), *check(self)]
         found.sort(key=lambda line: repr(name) not in line)  # the likeliest cause first
         more = (f" 'czsl plugins' also reports: {found[0]}"
@@ -181,13 +187,29 @@ class Plugins:
                           f"{', '.join(names) or '(none)'}.{hint} "
                           f"Run 'czsl plugins' to list every plugin.{more}")
 
+    def factory(self, item: Listed) -> pluggy.HookImpl | None:
+        """The ``czsl_make_<kind>`` implementation of ``item``'s plugin (``None`` where it
+        has none)."""
+        caller = getattr(self.pm.hook, f"czsl_make_{item.component.kind}")
+        return next((impl for impl in caller.get_hookimpls()
+                     if impl.plugin_name == item.plugin), None)
+
     def hook_args(self, kind: str, name: str) -> tuple[str, ...]:
         """The arguments the ``czsl_make_<kind>`` hook of ``name``'s plugin takes."""
+        impl = self.factory(self.find(kind, name))
+        return () if impl is None else tuple(impl.argnames)
+
+    def options(self, kind: str, name: str) -> ComponentOptions:
+        """The options component ``name`` of ``kind`` takes, with their defaults, but
+        the arguments its hook supplies itself (:func:`czsl.plugin_options.read`): what
+        ``czsl plugins`` lists, what an option name is checked against, and what
+        ``czsl report`` and the HParams tab fill in.
+
+        :raises PluginError: for an unknown name.
+        """
         item = self.find(kind, name)
-        for impl in getattr(self.pm.hook, f"czsl_make_{kind}").get_hookimpls():
-            if impl.plugin_name == item.plugin:
-                return tuple(impl.argnames)
-        return ()
+        impl = self.factory(item)
+        return read(item.component, None if impl is None else impl.function)
 
     def make(self, kind: str, name: str, options: dict[str, Any], **args: Any) -> Any:
         """Build component ``name`` of ``kind`` with the plugin that declared it.
@@ -206,13 +228,12 @@ class Plugins:
             for a name it declared.
         """
         item = self.check_options(kind, name, options)
-        where = _where(kind, name, item)
+        where = item.label()
         if kind == "generator" and "losses" not in args:
             from czsl.generators import GeneratorLosses  # imports torch: only when needed
 
             args["losses"] = GeneratorLosses()
-        [impl] = [impl for impl in getattr(self.pm.hook, f"czsl_make_{kind}").get_hookimpls()
-                  if impl.plugin_name == item.plugin] or [None]
+        impl = self.factory(item)
         if impl is None:
             raise PluginError(f"{where} is declared by czsl_components() but the plugin has "
                               f"no czsl_make_{kind} hook; add one marked @czsl.hookimpl")
@@ -242,38 +263,51 @@ class Plugins:
                               "in that plugin")
         return result
 
-
     def check_options(self, kind: str, name: str, options: dict[str, Any]) -> Listed:
         """Refuse option names that component ``name`` of ``kind`` does not take (as far
-        as :func:`czsl.plugin_check.unknown_options` can tell), all of them in one line.
+        as :meth:`options` can tell), all of them in one line.
 
         :returns: the component's listing.
         :raises PluginError: for an unknown name, or naming every unknown option, the
             options it takes and the fix.
         """
-        from czsl.plugin_check import component_options, unknown_options
-
         item = self.find(kind, name)
-        unknown = unknown_options(self, item, options)
+        taken = self.options(kind, name)
+        unknown = taken.unknown(options)
         if unknown:
-            takes = sorted(component_options(self, item) or ())
+            takes = sorted(taken.defaults or ())
             guesses = [f"{close[0]!r} for {key!r}" for key in unknown
                        for close in [difflib.get_close_matches(key, takes, n=1, cutoff=0.75)]
                        if close]
             raise PluginError(
-                f"{_where(kind, name, item)} does not take the option"
+                f"{item.label()} does not take the option"
                 f"{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
                 + (f" (did you mean {', '.join(guesses)}?)" if guesses else "")
                 + f"; it takes {', '.join(takes) or 'no options'}. "
                 + _fix(kind, name, len(unknown)))
         return item
 
+    def check_scenario_options(self, scenario: Any) -> None:
+        """Refuse every option of a scenario's plugin tables (and of its generator's
+        ``losses``) that the chosen component does not take, before anything is built.
+
+        :param scenario: a :class:`czsl.config.Scenario`.
+        :raises PluginError: for an unknown component, or naming the table and every
+            option of it the component does not take (:meth:`check_options`).
+        """
+        for kind in ("model", "regularizer", "replay", "generator"):
+            cfg = getattr(scenario, kind)
+            options = dict(cfg.options)
+            losses = options.pop("losses", []) if kind == "generator" else []
+            self.check_options(kind, cfg.name, options)
+            # a malformed list is refused, with its own message, when the generator is built
+            for spec in losses if isinstance(losses, list) else ():
+                if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+                    self.check_options("generator_loss", spec["name"],
+                                       {k: v for k, v in spec.items() if k != "name"})
+
 
 _UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
-
-
-def _where(kind: str, name: str, item: Listed) -> str:
-    return f"{kind} {name!r} (plugin {item.plugin!r} from {item.package} {item.version})"
 
 
 def _table(kind: str) -> str:

@@ -130,15 +130,8 @@ def _settings(files: list[Path]) -> list[dict[str, Any]]:
             documents.append(tomllib.loads(file.read_text(encoding="utf-8")))
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
             documents.append(None)
-    defaults = None
-    if any(documents):
-        try:  # loading the plugins may import torch: only when there is a scenario
-            from czsl.plugins import Plugins
-
-            plugins = Plugins()
-            defaults = lambda kind, name: czsl_settings.option_defaults(kind, name, plugins)
-        except CZSLError:  # a broken plugin: list the options the scenarios set
-            defaults = None
+    # loading the plugins may import torch: only when there is a scenario
+    defaults = czsl_settings.plugin_defaults() if any(documents) else None
     return [czsl_settings.flatten(d, defaults) if d else {} for d in documents]
 
 

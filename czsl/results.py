@@ -7,8 +7,10 @@ comes from :mod:`czsl.metric_registry`. Writing the file is :mod:`czsl.runfolder
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from itertools import groupby
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,8 +20,22 @@ from czsl import metrics
 from czsl.config import Scenario
 from czsl.streams import CZSLStream
 
-if TYPE_CHECKING:
-    from czsl.run import RunResult
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced (:func:`czsl.run.run_scenario` returns it).
+
+    :param run_dir: the run's folder.
+    :param results: the content of its ``results.json``.
+    :param timings: seconds this session spent in each part of the run: ``data``,
+        ``setup``, ``training``, ``testing``, ``metrics``, each observer by its name,
+        ``results``.
+    """
+
+    run_dir: Path
+    results: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def resolved_protocol(stream: CZSLStream) -> dict[str, Any]:

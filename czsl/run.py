@@ -26,7 +26,7 @@ import shutil
 import time
 import tomllib
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -53,26 +53,10 @@ from czsl.errors import CZSLError, DivergenceError, PluginError
 from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, StepLogger,
                             TaskEnd, timed)
 from czsl.predict import predict_batches
-from czsl.results import (resolved_protocol, results_document, static_gzsl,
+from czsl.results import (RunResult, resolved_protocol, results_document, static_gzsl,
                           static_split)
 from czsl.runfolder import (check_writable, json_ready, new_run_dir, run_lock, storage_error,
                             tidy, write_results, write_scenario)
-
-
-@dataclass
-class RunResult:
-    """What a finished run produced.
-
-    :param run_dir: the run's folder.
-    :param results: the content of its ``results.json``.
-    :param timings: seconds this session spent in each part of the run: ``data``,
-        ``setup``, ``training``, ``testing``, ``metrics``, each observer by its name,
-        ``results``.
-    """
-
-    run_dir: Path
-    results: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,

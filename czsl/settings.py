@@ -6,14 +6,13 @@ scenario (``scenario.toml``) through :func:`flatten`. A plugin table becomes its
 component's name under the table's name (``model = "attribute_embedder"``) and one entry
 per option (``model.class_norm``), so an option can be sorted and filtered on its own.
 
-:func:`option_defaults` fills in the options a scenario left at their defaults, from
-the signature of the component's factory. Only the standard library is imported here;
-:func:`option_defaults` imports the plugin's module (which may import torch).
+:func:`plugin_defaults` fills in the options a scenario left at their defaults, as
+:meth:`czsl.plugins.Plugins.options` tells them. Only the standard library is imported
+here; :func:`plugin_defaults` loads the plugins (which may import torch).
 """
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any, Callable
 
@@ -35,7 +34,7 @@ def flatten(document: dict[str, Any],
     :param document: a resolved scenario (``scenario.toml`` content); its ``name`` is
         left out (it names the run, it is not a setting).
     :param defaults: ``defaults(kind, name)`` -> the component's options and their
-        defaults (:func:`option_defaults`); the options a scenario does not set are
+        defaults (:func:`plugin_defaults`); the options a scenario does not set are
         filled in from it. Without it only the options the scenario sets are listed.
     :return: dotted names in the scenario's order, options of a component sorted.
     """
@@ -72,41 +71,25 @@ def differing(settings: list[dict[str, Any]]) -> list[str]:
     return [name for name in names if len({key(one, name) for one in settings}) > 1]
 
 
-def _keyword_defaults(function: Any) -> dict[str, Any]:
-    """The keyword-only parameters of ``function`` (or of a class's ``__init__``) that
-    have a default, with it."""
-    try:
-        parameters = inspect.signature(function).parameters.values()
-    except (TypeError, ValueError):
-        return {}
-    return {p.name: p.default for p in parameters
-            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
-
-
-def option_defaults(kind: str, name: str, plugins: Any) -> dict[str, Any]:
-    """A component's options and their defaults, read from its factory's signature.
-
-    czsl's hooks pass a scenario table's options on as keyword arguments
-    (``czsl_make_regularizer(options)`` returns ``[make_plugin(**options)]``); the factory
-    is the function or class of the hook's module that the hook calls, and its
-    keyword-only parameters are the options. A component whose factory cannot be found
-    so gives ``{}`` (its options still show where a scenario sets them).
-
-    :param kind: the table (``model``, ``regularizer``, ...).
-    :param name: the component's name.
-    :param plugins: a :class:`czsl.plugins.Plugins`.
+def plugin_defaults() -> Callable[[str, str], dict[str, Any]] | None:
+    """``defaults(kind, name)`` for :func:`flatten` from the installed plugins: the
+    component's options that have a default, with it
+    (:meth:`czsl.plugins.Plugins.options`; a default of ``None`` reads
+    :data:`czsl.plugin_options.UNSET`), ``{}`` for a component not installed. ``None``
+    if the plugins do not load (the options a scenario sets are still listed).
     """
+    from czsl.errors import CZSLError, PluginError
+    from czsl.plugins import Plugins  # may import the plugins' modules (torch)
+
     try:
-        item = plugins.find(kind, name)
-    except Exception:  # an uninstalled plugin: the report still reads the rest
-        return {}
-    for impl in getattr(plugins.pm.hook, f"czsl_make_{kind}").get_hookimpls():
-        if impl.plugin_name != item.plugin:
-            continue
-        module = inspect.getmodule(impl.function)
-        found: dict[str, Any] = {}
-        for called in impl.function.__code__.co_names:
-            found.update(_keyword_defaults(getattr(module, called, None)))
-        # what the hook passes itself (a generator's ``losses``) is not an option
-        return {k: _value(v) for k, v in sorted(found.items()) if k not in impl.argnames}
-    return {}
+        plugins = Plugins()
+    except CZSLError:
+        return None
+
+    def defaults(kind: str, name: str) -> dict[str, Any]:
+        try:
+            return plugins.options(kind, name).filled()
+        except PluginError:  # an uninstalled plugin: the report still reads the rest
+            return {}
+
+    return defaults

@@ -26,7 +26,8 @@ from czsl.cli import main
 from czsl.config import load_scenario, scenario_to_dict
 from czsl.errors import CZSLError
 from czsl.board import HPARAM_METRICS, LAYOUT, RunLogger
-from czsl.hparams import plugin_defaults, scenario_hparams
+from czsl.hparams import scenario_hparams
+from czsl.settings import plugin_defaults
 from czsl.figures import Heatmap
 from czsl.plugins import Plugins
 from czsl.report import format_table, load_runs, plot_runs

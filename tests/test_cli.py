@@ -89,3 +89,14 @@ def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "czsl.cli", "plugins"], capture_output=True,
                          text=True, check=False)
     assert out.returncode == 0 and "attribute_embedder" in out.stdout
+
+
+@pytest.mark.parametrize("argv", [["run", "--threads", "x"],
+                                  ["sweep", "run", "grid.toml", "--jobs", "0"],
+                                  ["sweep", "run", "grid.toml", "--threads-per-run", "-1"]])
+def test_counts_are_checked_alike_by_czsl_and_czsl_sweep(capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert f"{argv[-2]}: expected a positive whole number, got {argv[-1]!r}" in (
+        capsys.readouterr().err)

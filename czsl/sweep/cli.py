@@ -11,17 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from czsl.argtypes import positive_int
 from czsl.errors import CZSLError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
 
 
 def add_parser(sub) -> None:
@@ -39,10 +30,10 @@ def add_parser(sub) -> None:
     run.add_argument("--backend", choices=("local", "ray"), default="local",
                      help="local: a process pool on this machine (default); ray: Ray "
                           "tasks (pip install 'czsl[ray]')")
-    run.add_argument("--jobs", type=_positive_int, metavar="N",
+    run.add_argument("--jobs", type=positive_int, metavar="N",
                      help="runs at once (default: the CPU count); with ray and no "
                           "--address, the local Ray instance gets N x K CPUs")
-    run.add_argument("--threads-per-run", type=_positive_int, default=1, metavar="K",
+    run.add_argument("--threads-per-run", type=positive_int, default=1, metavar="K",
                      help="torch threads of each run (default 1; part of the run's id)")
     run.add_argument("--address", help="with --backend ray: the address of a running Ray "
                                        "cluster (ray start --head prints it)")

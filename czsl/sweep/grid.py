@@ -276,7 +276,6 @@ def check_cells(grid: Grid, cells: list[Cell], *, data_dir: Path | None = None,
     """
     from czsl.config import load_scenario
     from czsl.errors import CZSLError, PluginError
-    from czsl.plugin_check import check_option_names
     from czsl.plugins import Plugins
 
     plugins = Plugins()
@@ -292,7 +291,7 @@ def check_cells(grid: Grid, cells: list[Cell], *, data_dir: Path | None = None,
     for cell in cells:
         try:
             scenario = load_scenario(cell.scenario, cell.overrides)
-            check_option_names(plugins, scenario)
+            plugins.check_scenario_options(scenario)
             if full:
                 preflight.check(scenario)
         except CZSLError as exc:
