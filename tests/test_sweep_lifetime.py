@@ -5,6 +5,7 @@ killed with SIGKILL at each stage of a sweep."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -135,3 +136,34 @@ def test_killing_the_driver_at_any_stage_ends_every_process_it_started(
     if stage == "mid-run":  # the stopped run resumes from its checkpoint
         assert main(["sweep", "status", str(out)]) == 0
         assert "0 running, 0 failed, 0 diverged, 1 resumable" in capsys.readouterr().out
+
+
+def test_a_run_whose_worker_keeps_dying_is_recorded_failed_and_retried_on_request(
+        tmp_path, sweep_site, monkeypatch, capsys):
+    from czsl.sweep import backends
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text(grid_text({"Dying": ["regularizer=dying"]}, seeds=[0]))
+    out = tmp_path / "out"
+    die = tmp_path / "die"
+    die.touch()
+    monkeypatch.setenv("CZSL_TEST_DIE", str(die))
+    assert main(["sweep", "run", str(grid), "--out", str(out), "--jobs", "1"]) == 1
+    text = capsys.readouterr().out
+    why = f"its worker process died {backends.MAX_ATTEMPTS} times (the last killed by SIGKILL"
+    assert why in text and "1 failed" in text.splitlines()[-1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["status"], why in r["error"]) for r in summary["runs"]] == [("failed", True)]
+    assert main(["sweep", "status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "1 failed" in text and any(ln.startswith("failed: ") and why in ln
+                                      for ln in text.splitlines())
+
+    die.unlink()
+    assert main(["sweep", "run", str(grid), "--out", str(out)]) == 1  # not retried unasked
+    assert "starting 0" in capsys.readouterr().out
+    assert main(["sweep", "run", str(grid), "--out", str(out), "--retry-failed"]) == 0
+    text = capsys.readouterr().out
+    assert "starting 1" in text and "done (resumed)" in text  # from its task 0 checkpoint
+    assert main(["sweep", "status", str(out)]) == 0
+    assert "1 done, 0 running, 0 failed" in capsys.readouterr().out
