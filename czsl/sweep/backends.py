@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import uuid
@@ -160,15 +161,84 @@ def run_local(specs: list[dict[str, Any]], *, jobs: int, on_done: OnDone) -> Non
             process.join()
 
 
+#: how long the head at ``--address`` may take to accept a connection
+CONNECT_TIMEOUT_S = 10.0
+
+
 def _ray_init(address: str | None, cpus: int) -> None:
-    """Connect to ``address``, or start a local instance of ``cpus`` CPUs on loopback."""
+    """Connect to ``address``, or start a local instance of ``cpus`` CPUs on loopback.
+
+    :raises CZSLError: if nothing answers at ``address`` within :data:`CONNECT_TIMEOUT_S`
+        (Ray itself retries for minutes), or the cluster wants a token this driver lacks.
+    """
     import ray
 
-    if address is not None:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-    else:
+    if address is None:
         ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING",
                  log_to_driver=False)
+        return
+    _check_reachable(address)
+    try:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    except Exception as exc:
+        if _needs_token(exc):
+            raise CZSLError(
+                f"the Ray cluster at {address} uses token authentication and this driver "
+                "has no valid token for it: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to "
+                "the cluster's token (or RAY_AUTH_TOKEN_PATH to a file holding it; "
+                "'ray get-auth-token' on the head prints it), then run again") from None
+        if isinstance(exc, ConnectionError):
+            raise CZSLError(f"--address {address}: {' '.join(str(exc).split())}; is a Ray "
+                            f"{ray.__version__} head running there?") from None
+        raise
+
+
+def _check_reachable(address: str) -> None:
+    """:raises CZSLError: if nothing accepts a connection within :data:`CONNECT_TIMEOUT_S`
+    where ``ray.init`` would dial ``address`` (``host:port``)."""
+    dialled = _dialled(address)
+    host, colon, port = dialled.rpartition(":")
+    if not colon or not port.isdigit():
+        return  # "auto", "ray://...": Ray looks the address up itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)),
+                                 timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        hint = "" if dialled == address else (
+            "; Ray dials this machine's network address for a loopback one: for a head "
+            "that listens on 127.0.0.1 only, set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
+        raise CZSLError(f"--address {address}: nothing answers at {dialled} ({why}, waited "
+                        f"up to {CONNECT_TIMEOUT_S:.0f} s){hint}; start the Ray head there "
+                        f"(ray start --head --port {port}) or correct the address") from None
+
+
+def _dialled(address: str) -> str:
+    """The ``host:port`` that ``ray.init`` connects to for ``address``: Ray replaces a
+    loopback host by this machine's network address (unless told not to)."""
+    if "://" in address or ":" not in address:
+        return address
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+        return canonicalize_bootstrap_address_or_die(address)
+    except Exception:  # another Ray version: dial what was given
+        return address
+
+
+def _needs_token(exc: BaseException) -> bool:
+    """Whether ``exc`` (or one it came from) is the cluster refusing a missing or wrong
+    token: Ray raises its ``AuthenticationError``, or reports it only inside the text of
+    the connection error it gives up with."""
+    from ray import exceptions
+
+    refused = getattr(exceptions, "AuthenticationError", ())
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, refused) or any(word in str(seen) for word in (
+                "InvalidAuthToken", "AuthenticationError", "Unauthenticated")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def check_shared(root: Path) -> None:
