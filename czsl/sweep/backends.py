@@ -174,8 +174,10 @@ def _ray_init(address: str | None, cpus: int) -> None:
     import ray
 
     if address is None:
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=False)
+        # "local": a new instance even where RAY_ADDRESS or another cluster's address
+        # file (ray start --head) would make a plain ray.init() join that cluster
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False,
+                 logging_level="WARNING", log_to_driver=False)
         return
     _check_reachable(address)
     try:
