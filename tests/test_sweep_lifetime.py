@@ -150,21 +150,26 @@ def test_a_run_whose_worker_keeps_dying_is_recorded_failed_and_retried_on_reques
     from czsl.sweep import backends
 
     grid = tmp_path / "grid.toml"
-    grid.write_text(grid_text({"Dying": ["regularizer=dying"]}, seeds=[0]))
+    grid.write_text(grid_text({"Dying": ["regularizer=dying"], "Fine": ["regularizer=none"]},
+                              seeds=[0]))
     out = tmp_path / "out"
     die = tmp_path / "die"
     die.touch()
     monkeypatch.setenv("CZSL_TEST_DIE", str(die))
-    assert main(["sweep", "run", str(grid), "--out", str(out), "--jobs", "1"]) == 1
+    assert main(["sweep", "run", str(grid), "--out", str(out), "--jobs", "2"]) == 1
     text = capsys.readouterr().out
     why = f"its worker process died {backends.MAX_ATTEMPTS} times (the last killed by SIGKILL"
-    assert why in text and "1 failed" in text.splitlines()[-1]
+    assert why in text and "1 done, 1 failed;" in text.splitlines()[-1]
+    # the run beside it ran once, undisturbed by the deaths
+    fine = [ln for ln in text.splitlines() if "method=Fine" in ln]
+    assert len(fine) == 1 and ": done, mH " in fine[0]
     summary = json.loads((out / "summary.json").read_text())
-    assert [(r["status"], why in r["error"]) for r in summary["runs"]] == [("failed", True)]
+    assert [(r["status"], r["error"] and why in r["error"]) for r in summary["runs"]] == [
+        ("failed", True), ("done", None)]
     assert main(["sweep", "status", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "1 failed" in text and any(ln.startswith("failed: ") and why in ln
-                                      for ln in text.splitlines())
+    assert "1 failed" in text and any(ln.startswith("failed: ") and "method=Dying" in ln
+                                      and why in ln for ln in text.splitlines())
 
     die.unlink()
     assert main(["sweep", "run", str(grid), "--out", str(out)]) == 1  # not retried unasked
@@ -173,4 +178,4 @@ def test_a_run_whose_worker_keeps_dying_is_recorded_failed_and_retried_on_reques
     text = capsys.readouterr().out
     assert "starting 1" in text and "done (resumed)" in text  # from its task 0 checkpoint
     assert main(["sweep", "status", str(out)]) == 0
-    assert "1 done, 0 running, 0 failed" in capsys.readouterr().out
+    assert "2 done, 0 running, 0 failed" in capsys.readouterr().out
