@@ -16,9 +16,11 @@ FAST = ["train.epochs=1", "data.synthesis.n_classes=20", "data.synthesis.n_unsee
         "data.synthesis.samples_per_class=20", "protocol.task_sizes=[5,5,5]"]
 
 #: regularizers for the tests: "exploding" raises in task 0; "pausing" waits before
-#: task 1 (its task 0 checkpointed) until the file named by $CZSL_TEST_HOLD exists
+#: task 1 (its task 0 checkpointed) until the file named by $CZSL_TEST_HOLD exists;
+#: "dying" SIGKILLs its own process before task 1 while the file $CZSL_TEST_DIE exists
 PLUGIN = """
     import os
+    import signal
     import time
     from pathlib import Path
 
@@ -39,15 +41,24 @@ PLUGIN = """
                     time.sleep(0.02)
 
 
+    class Dying(SupervisedPlugin):
+        def before_training_exp(self, strategy, **kwargs):
+            die = os.environ.get("CZSL_TEST_DIE")
+            if die and Path(die).exists() and strategy.clock.train_exp_counter == 1:
+                os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer does
+
+
     @hookimpl
     def czsl_components():
         return [Component("regularizer", "exploding", "raises during task 0"),
-                Component("regularizer", "pausing", "waits before task 1 (tests)")]
+                Component("regularizer", "pausing", "waits before task 1 (tests)"),
+                Component("regularizer", "dying", "killed before task 1 (tests)")]
 
 
     @hookimpl
     def czsl_make_regularizer(name, options):
-        return {"exploding": [Exploding()], "pausing": [Pausing()]}.get(name)
+        return {"exploding": [Exploding()], "pausing": [Pausing()],
+                "dying": [Dying()]}.get(name)
 """
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import threading
+import time
 
 import pytest
 
@@ -18,6 +20,7 @@ psutil = pytest.importorskip("psutil")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from czsl.cli import main  # noqa: E402
+from czsl.sweep import backends  # noqa: E402
 from tests.sweep_helpers import grid_text, results  # noqa: E402
 
 METHODS = {"EWC": ["regularizer=ewc_online"]}
@@ -135,3 +138,51 @@ def test_ray_two_node_cluster_matches_local_backend_on_loopback_only(grid, local
     assert n_nodes == 2 and "raylet" in watcher.names.values()
     _check(watcher, "2-node cluster")
     assert not leftovers, f"Ray processes left running after the cluster: {leftovers}"
+
+
+# ------------------------------------------------------------------ --address mistakes
+
+
+def _refused(grid, tmp_path, capsys, address: str) -> str:
+    code = main(["sweep", "run", str(grid), "--out", str(tmp_path / "out"), "--backend",
+                 "ray", "--address", address])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_an_address_where_nothing_listens_fails_at_once_naming_it(grid, tmp_path, capsys,
+                                                                   monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("ray.init was called: it retries for minutes")
+
+    monkeypatch.setattr(ray, "init", forbidden)
+    with socket.socket() as held:  # bound, not listening: connections to it are refused
+        held.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        started = time.monotonic()
+        err = _refused(grid, tmp_path, capsys, address)
+    assert time.monotonic() - started < backends.CONNECT_TIMEOUT_S + 60  # not Ray's minutes
+    assert f"--address {address}: nothing answers at {address}" in err
+    assert "start the Ray head there" in err
+
+
+def test_a_cluster_wanting_a_token_is_one_line_saying_how_to_pass_it(grid, tmp_path, capsys,
+                                                                      monkeypatch):
+    """What Ray 2.x raises for a head with RAY_AUTH_MODE=token and no token here: a
+    ConnectionError whose cause's text holds the AuthenticationError."""
+    def refused(*args, **kwargs):
+        try:
+            raise RuntimeError("Failed to connect to GCS. Last connection error: Traceback "
+                               "...\nray.exceptions.AuthenticationError: RPC error: "
+                               "InvalidAuthToken: Authentication token is missing or "
+                               "incorrect.")
+        except RuntimeError as exc:
+            raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6379") \
+                from exc
+
+    monkeypatch.setattr(backends, "_check_reachable", lambda address: None)
+    monkeypatch.setattr(ray, "init", refused)
+    err = _refused(grid, tmp_path, capsys, "127.0.0.1:6379")
+    assert "the Ray cluster at 127.0.0.1:6379 uses token authentication" in err
+    assert "RAY_AUTH_MODE=token" in err and "RAY_AUTH_TOKEN" in err

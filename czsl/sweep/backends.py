@@ -4,12 +4,12 @@ Both hand :func:`czsl.sweep.worker.execute` one run spec at a time, each in a fr
 process (a run's threads, memory and plugin state never leak into the next), and
 report every outcome to ``on_done`` as it arrives.
 
-* ``local``: :class:`concurrent.futures.ProcessPoolExecutor` with
-  ``max_tasks_per_child=1``, its processes forked from a ``forkserver`` that has
-  imported czsl (torch and Avalanche: about 10 s a process that ``spawn`` would pay
-  again for every run) and done nothing else. A worker that dies (killed, out of
-  memory) breaks the pool; the runs it had not reported go to a fresh pool, where a
-  run that had checkpointed resumes.
+* ``local``: ``jobs`` :class:`multiprocessing.Process` at a time, one per run, forked
+  from a ``forkserver`` that has imported czsl (torch and Avalanche: about 10 s a
+  process that ``spawn`` would pay again for every run) and done nothing else. A
+  worker that dies (killed, out of memory) costs only its own run, which starts again
+  in a new process and resumes from its checkpoint. Every process of the sweep ends
+  when the driver dies, however it dies.
 * ``ray``: plain Ray tasks (``num_cpus`` = threads per run, ``max_calls=1``; Ray
   retries a task whose worker died, and the claim it left is taken over). A local
   instance started here listens on 127.0.0.1 only.
@@ -17,16 +17,21 @@ report every outcome to ``on_done`` as it arrives.
 
 from __future__ import annotations
 
+import collections
 import json
 import multiprocessing
 import os
+import signal
+import socket
+import sys
+import threading
 import uuid
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Callable
 
 from czsl.errors import CZSLError
+from czsl.sweep.store import SweepDir
 from czsl.sweep.worker import execute, probe
 
 OnDone = Callable[[dict[str, Any]], None]
@@ -35,6 +40,9 @@ MAX_ATTEMPTS = 3
 
 
 def _lost(spec: dict[str, Any], why: str) -> dict[str, Any]:
+    """The outcome of a run that lost its worker for good, recorded as failed in the
+    sweep's folder (``status`` shows ``why``; ``--retry-failed`` runs it again)."""
+    SweepDir(Path(spec["root"])).record_failure(spec["id"], "failed", why)
     return {"id": spec["id"], "status": "failed", "error": why, "resumed": False,
             "summary": None, "seconds": 0.0, "lost": True}
 
@@ -54,53 +62,185 @@ def _fresh_process_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def _work(spec: dict[str, Any], report: Connection) -> None:
+    """A run's process: :func:`execute` ``spec`` and send the driver its outcome (or the
+    exception that escaped it, which the driver raises)."""
+    _exit_with_driver()
+    try:
+        outcome: Any = execute(spec)
+    except Exception as exc:
+        outcome = exc
+    except KeyboardInterrupt:  # Ctrl-C reached every process: the driver says so
+        sys.exit(1)
+    report.send(outcome)
+    report.close()
+
+
+def _exit_with_driver() -> None:
+    """End this process as soon as the driver that started it dies, whatever it is doing.
+
+    A SIGKILLed driver runs no cleanup, so its children must notice by themselves: a
+    daemon thread waits on :func:`multiprocessing.parent_process`'s sentinel (a pipe
+    whose write end only the driver holds, so it reads end-of-file once the driver is
+    gone, even if that happened before this thread started) and exits at once, like a
+    kill: the run keeps its last checkpoint and its claim's lock is freed. The fork
+    server then sees its last client gone and exits, and so does the resource tracker.
+    """
+    driver = multiprocessing.parent_process()
+    if driver is None:
+        return
+
+    def watch() -> None:
+        driver.join()
+        os._exit(1)
+
+    threading.Thread(target=watch, name="czsl-driver-watch", daemon=True).start()
+
+
+def _death(exitcode: int | None) -> str:
+    """How a worker process that reported nothing ended, from its exit code."""
+    if exitcode is not None and exitcode < 0:
+        name = signal.Signals(-exitcode).name if -exitcode in signal.valid_signals() \
+            else f"signal {-exitcode}"
+        oom = ", as the out-of-memory killer does" if exitcode == -signal.SIGKILL else ""
+        return f"killed by {name}{oom}"
+    return f"exited with status {exitcode} without reporting"
+
+
 def run_local(specs: list[dict[str, Any]], *, jobs: int, on_done: OnDone) -> None:
-    """Run ``specs`` in a pool of ``jobs`` processes, one fresh process per run.
+    """Run ``specs``, ``jobs`` at a time, each in a fresh process of its own.
+
+    A run whose process dies before reporting (killed, out of memory) runs again in a
+    new process (resuming from its checkpoint) and costs no other run anything; after
+    :data:`MAX_ATTEMPTS` deaths it is recorded as failed. Every process ends when the
+    driver dies (:func:`_exit_with_driver`).
 
     :raises KeyboardInterrupt: after stopping every worker (finished runs are kept;
         a run stopped mid-way keeps its last checkpoint).
     """
-    attempts = {spec["id"]: 0 for spec in specs}
-    remaining = list(specs)
     context = _fresh_process_context()
-    while remaining:
-        lost = []
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                   max_tasks_per_child=1)
-        try:
-            futures = {pool.submit(execute, spec): spec for spec in remaining}
-            for future in as_completed(futures):
-                spec = futures[future]
+    queue = collections.deque(specs)
+    attempts = {spec["id"]: 0 for spec in specs}
+    running: dict[Connection, tuple[multiprocessing.process.BaseProcess, dict[str, Any]]] = {}
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                spec = queue.popleft()
+                reader, writer = context.Pipe(duplex=False)
+                process = context.Process(target=_work, args=(spec, writer),
+                                          name=f"czsl-run-{spec['id']}")
+                process.start()
+                writer.close()
+                running[reader] = (process, spec)
+            for reader in wait(list(running)):
+                process, spec = running.pop(reader)
                 try:
-                    on_done(future.result())
-                except BrokenProcessPool:
-                    lost.append(spec)
-        except KeyboardInterrupt:
-            # SIGINT reached the workers too; make sure none outlives the sweep
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-        remaining = []
-        for spec in lost:
-            attempts[spec["id"]] += 1
-            if attempts[spec["id"]] >= MAX_ATTEMPTS:
-                on_done(_lost(spec, f"its worker process died {MAX_ATTEMPTS} times "
-                                    "(killed, or out of memory)"))
-            else:
-                remaining.append(spec)
+                    outcome = reader.recv()
+                except EOFError:  # it died before reporting
+                    outcome = None
+                reader.close()
+                process.join()
+                exitcode = process.exitcode
+                process.close()
+                if isinstance(outcome, Exception):
+                    raise outcome
+                if outcome is not None:
+                    on_done(outcome)
+                    continue
+                attempts[spec["id"]] += 1
+                if attempts[spec["id"]] < MAX_ATTEMPTS:
+                    queue.append(spec)
+                else:
+                    on_done(_lost(spec, f"its worker process died {MAX_ATTEMPTS} times "
+                                        f"(the last {_death(exitcode)})"))
+    finally:
+        # Ctrl-C reached the workers too, or the driver failed: none outlives the sweep
+        for process, _ in running.values():
+            process.terminate()
+        for process, _ in running.values():
+            process.join()
+
+
+#: how long the head at ``--address`` may take to accept a connection
+CONNECT_TIMEOUT_S = 10.0
 
 
 def _ray_init(address: str | None, cpus: int) -> None:
-    """Connect to ``address``, or start a local instance of ``cpus`` CPUs on loopback."""
+    """Connect to ``address``, or start a local instance of ``cpus`` CPUs on loopback.
+
+    :raises CZSLError: if nothing answers at ``address`` within :data:`CONNECT_TIMEOUT_S`
+        (Ray itself retries for minutes), or the cluster wants a token this driver lacks.
+    """
     import ray
 
-    if address is not None:
+    if address is None:
+        # "local": a new instance even where RAY_ADDRESS or another cluster's address
+        # file (ray start --head) would make a plain ray.init() join that cluster
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False,
+                 logging_level="WARNING", log_to_driver=False)
+        return
+    _check_reachable(address)
+    try:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-    else:
-        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=False)
+    except Exception as exc:
+        if _needs_token(exc):
+            raise CZSLError(
+                f"the Ray cluster at {address} uses token authentication and this driver "
+                "has no valid token for it: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to "
+                "the cluster's token (or RAY_AUTH_TOKEN_PATH to a file holding it; "
+                "'ray get-auth-token' on the head prints it), then run again") from None
+        if isinstance(exc, ConnectionError):
+            raise CZSLError(f"--address {address}: {' '.join(str(exc).split())}; is a Ray "
+                            f"{ray.__version__} head running there?") from None
+        raise
+
+
+def _check_reachable(address: str) -> None:
+    """:raises CZSLError: if nothing accepts a connection within :data:`CONNECT_TIMEOUT_S`
+    where ``ray.init`` would dial ``address`` (``host:port``)."""
+    dialled = _dialled(address)
+    host, colon, port = dialled.rpartition(":")
+    if not colon or not port.isdigit():
+        return  # "auto", "ray://...": Ray looks the address up itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)),
+                                 timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        hint = "" if dialled == address else (
+            "; Ray dials this machine's network address for a loopback one: for a head "
+            "that listens on 127.0.0.1 only, set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
+        raise CZSLError(f"--address {address}: nothing answers at {dialled} ({why}, waited "
+                        f"up to {CONNECT_TIMEOUT_S:.0f} s){hint}; start the Ray head there "
+                        f"(ray start --head --port {port}) or correct the address") from None
+
+
+def _dialled(address: str) -> str:
+    """The ``host:port`` that ``ray.init`` connects to for ``address``: Ray replaces a
+    loopback host by this machine's network address (unless told not to)."""
+    if "://" in address or ":" not in address:
+        return address
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+        return canonicalize_bootstrap_address_or_die(address)
+    except Exception:  # another Ray version: dial what was given
+        return address
+
+
+def _needs_token(exc: BaseException) -> bool:
+    """Whether ``exc`` (or one it came from) is the cluster refusing a missing or wrong
+    token: Ray raises its ``AuthenticationError``, or reports it only inside the text of
+    the connection error it gives up with."""
+    from ray import exceptions
+
+    refused = getattr(exceptions, "AuthenticationError", ())
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, refused) or any(word in str(seen) for word in (
+                "InvalidAuthToken", "AuthenticationError", "Unauthenticated")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def check_shared(root: Path) -> None:
