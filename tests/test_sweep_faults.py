@@ -1,5 +1,5 @@
-"""``czsl sweep``: storage faults and damaged files are one line with exit status 2 (or,
-for a damaged run, a line of ``status``), and a rerun repairs what it can, finishing
+"""``czsl sweep``: storage faults and damaged files are one line with exit status 2 (for
+a damaged run, a line of ``status`` and of ``table``, also exit status 2), and a rerun repairs what it can, finishing
 with the results of an undisturbed sweep.
 
 Tests run as root, where permission bits do not stop writes, so read-only folders, lost
@@ -312,14 +312,16 @@ def test_a_damaged_results_json_is_reported_and_its_run_runs_again(
     _damage(out / "runs" / victim / "results.json", how)
 
     code, text, err = _sweep(capsys, "status", out)
-    assert code == 0 and not err and "Traceback" not in text
+    assert code == 2 and not err and "Traceback" not in text
     assert "1 done" in text and "1 damaged" in text
     (line,) = [ln for ln in text.splitlines() if ln.startswith("damaged: ")]
     assert victim in line and "results.json is damaged" in line and "runs it again" in line
 
-    code, table, err = _sweep(capsys, "table", out)
-    assert code == 0 and "| Sequential | " in table and "[1 missing]" in table
+    written = tmp_path / "table.md"
+    code, table, err = _sweep(capsys, "table", out, "--out", written)
+    assert code == 2 and "| Sequential | " in table and "[1 missing]" in table
     assert err.count("\n") == 1 and "1 run(s) have a damaged results.json" in err
+    assert not written.exists()
 
     text = _rerun(capsys, grid, out)
     assert f"runs/{victim}/results.json is damaged" in text and "the run runs again" in text

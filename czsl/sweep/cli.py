@@ -91,7 +91,8 @@ def _status(args: argparse.Namespace) -> int:
             labels = ", ".join([*(f"{k}={v}" for k, v in run["labels"].items()),
                                 f"seed={run['seed']}"])
             print(f"{run['status']}: {run['id']} {labels}: {run['error']}")
-    return 0
+    # a damaged file is a fault to repair ('czsl sweep run' does), not a state to keep
+    return 2 if n.get("damaged") else 0
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -103,9 +104,11 @@ def _table(args: argparse.Namespace) -> int:
     print(text, end="")
     damaged = sum(run["status"] == "damaged" for run in summary["runs"])
     if damaged:
-        print(f"czsl: note: {damaged} run(s) have a damaged results.json (counted as "
-              f"missing); 'czsl sweep status {args.sweep}' names them, 'czsl sweep run' "
-              "runs them again", file=sys.stderr)
+        # the table above counts them as missing; no file is written from it
+        print(f"czsl: {damaged} run(s) have a damaged results.json (counted as missing "
+              f"above, --out/--csv not written); 'czsl sweep status {args.sweep}' names "
+              "them, 'czsl sweep run' runs them again", file=sys.stderr)
+        return 2
     for path, content in ((args.out, text), (args.csv, render_csv(summary) if args.csv else "")):
         if path is not None:
             try:
