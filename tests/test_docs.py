@@ -186,3 +186,11 @@ def test_architecture_names_every_module_and_every_long_one():
     unexplained = [m for m in long if f"`{m}`" not in long_section]
     assert long and not unexplained, (
         f"docs/architecture.md, 'The long modules', should say why {unexplained} are long")
+
+
+def test_methods_page_covers_every_built_in_plugin():
+    from czsl.plugins import Plugins
+
+    text = _page(ROOT / "docs" / "methods.md")
+    built_in = {item.component.name for item in Plugins().listed if item.package == "czsl"}
+    assert built_in and not [n for n in sorted(built_in) if f"**`{n}`**" not in text]
