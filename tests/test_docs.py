@@ -180,6 +180,11 @@ def test_architecture_names_every_module_and_every_long_one():
     text = _page(ROOT / "docs" / "architecture.md")
     unnamed = [str(p.relative_to(ROOT)) for p in _modules() if f"`{p.name}`" not in text]
     assert not unnamed, f"docs/architecture.md does not name {unnamed}"
+    known = {p.relative_to(ROOT / "czsl").as_posix() for p in (ROOT / "czsl").rglob("*.py")}
+    known |= {name.rpartition("/")[2] for name in known}
+    stale = [m for m in re.findall(r"`([\w/]+\.py)`", text)
+             if m not in known and not (ROOT / m).exists()]
+    assert not stale, f"docs/architecture.md names modules that do not exist: {stale}"
     long_section = text.split("## The long modules", 1)[1].split("\n## ", 1)[0]
     long = [p.relative_to(ROOT / "czsl").as_posix() for p in _modules()
             if len(p.read_text(encoding="utf-8").splitlines()) > 350]
