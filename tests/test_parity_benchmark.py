@@ -209,3 +209,21 @@ def test_grw_says_what_it_needs(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="needs easydict.*not czsl dependencies.*pip install "
                                          "easydict"):
         parity.run_grw(tmp_path, tmp_path, 0, tmp_path)
+
+
+def test_the_pages_prose_is_read_from_its_notes_file(tmp_path, monkeypatch):
+    """``benchmarks/notes/NAME.md``: each ``<!-- NAME -->`` block up to the next, blank lines
+    around it dropped, the file's own comment above the first block ignored."""
+    from benchmarks import _common
+
+    monkeypatch.setattr(_common, "ROOT", tmp_path)
+    (tmp_path / "benchmarks" / "notes").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "notes" / "page.md").write_text(
+        "<!-- what this file is -->\n\n<!-- A -->\nfirst line\n\n* a list\n\n\n"
+        "<!-- B_2 -->\n\nonly <!-- B --> inline\n")
+    assert _common.notes("page", ("A", "B_2")) == {"A": "first line\n\n* a list",
+                                                   "B_2": "only <!-- B --> inline"}
+    with pytest.raises(SystemExit, match=r"notes/page.md has no block <!-- C -->; add it"):
+        _common.notes("page", ("A", "C"))
+    with pytest.raises(SystemExit, match=r"notes/other.md not found"):
+        _common.notes("other")
