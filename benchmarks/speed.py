@@ -710,9 +710,9 @@ def memory_section() -> list[str]:
             "Measured by `benchmarks/memory_scale.py` on its own page, "
             "`benchmarks/memory_scale.md` (one epoch per task, `--threads 1`): peak RSS of a "
             "fresh child process and the checkpoint's size after every task, runs of more "
-            "and more tasks. A run keeps each step's figures, not its test logits, and scores the "
-            "logits in chunks of `train.eval_batch_size` samples, so neither grows by a "
-            "step's logits (test samples x classes) per task."]
+            "and more tasks. A run keeps each step's figures, not its test logits, and "
+            "scores the logits in chunks of `train.eval_batch_size` samples, so neither "
+            "grows by a step's logits (test samples x classes) per task."]
 
 
 def render_profile(profile: dict | None, runs: list[dict], training: dict) -> list[str]:
