@@ -1,7 +1,7 @@
 """benchmarks/speed.py: its quick mode writes a complete report, and its breakdown adds up.
 
 The report's checks run ``main(["--quick"])`` in this process on a tiny synthetic scenario
-(its children's measurements called directly, see :func:`in_process`); one ``slow`` test
+(its children's measurements called directly: the ``report`` fixture); one ``slow`` test
 runs the quick benchmark whole, as a script with its fresh child processes.
 
 No timing is asserted, nor which function a profiler ranks first: only that every
