@@ -1,5 +1,6 @@
 """What several benchmark scripts share: the CZSL table's cells, reading the sweep
-summaries their pages render from, and facts about the machine.
+summaries their pages render from, the prose their pages include, and facts about the
+machine.
 
 Imported as ``benchmarks._common`` by scripts run with ``python -m benchmarks.NAME`` from
 the repository root.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 from pathlib import Path
 
@@ -75,6 +77,40 @@ def page_notes(summaries) -> list[str]:
     for summary in summaries:
         seen += [n for n in summary.get("notes", []) if n not in seen]
     return [line for note in seen for line in (note, "")]
+
+
+#: the line that starts a block of a notes file: ``<!-- NAME -->``
+NOTE_BLOCK = re.compile(r"<!-- ([A-Z][A-Z0-9_]*) -->")
+
+
+def notes(name: str, needed: tuple[str, ...] = ()) -> dict[str, str]:
+    """The prose blocks of ``benchmarks/notes/NAME.md`` (the page's findings and the like,
+    kept as markdown rather than as Python strings): block name -> text. A block runs
+    from its ``<!-- NAME -->`` line to the next such line, blank lines around it dropped;
+    text above the first block is the file's own comment.
+
+    :raises SystemExit: with one line where the file or a block of ``needed`` is missing.
+    """
+    path = ROOT / "benchmarks" / "notes" / f"{name}.md"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path.relative_to(ROOT)} not found; it holds the prose "
+                         f"benchmarks/{name}.py puts on its page") from None
+    blocks: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        match = NOTE_BLOCK.fullmatch(line)
+        if match:
+            current = blocks.setdefault(match.group(1), [])
+        elif current is not None:
+            current.append(line)
+    found = {key: "\n".join(lines).strip("\n") for key, lines in blocks.items()}
+    missing = [key for key in needed if key not in found]
+    if missing:
+        raise SystemExit(f"error: {path.relative_to(ROOT)} has no block "
+                         f"{', '.join(f'<!-- {k} -->' for k in missing)}; add it")
+    return found
 
 
 def load_avg() -> list[float]:

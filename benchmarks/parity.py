@@ -20,8 +20,9 @@ system, from the operating system) and the machine's load average around it are
 recorded. Every finished run is saved at once in the record ``benchmarks/parity.json``
 (a run of the same key and seed replaces the old one; the authors' notebook is not a czsl
 run, so a ``czsl sweep`` cannot hold these), and ``parity.md`` is rendered from the whole
-record; ``--render`` only renders. The table says SEMI-SYNTHETIC: its figures are not
-real-feature figures.
+record; ``--render`` only renders. The page's prose (what the rows show, what differs
+between the GRW sides) is markdown in ``benchmarks/notes/parity.md``, edited there. The
+table says SEMI-SYNTHETIC: its figures are not real-feature figures.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+from benchmarks._common import notes
 from czsl.runfolder import atomic_write_text
 
 #: every run's figures and the commands that made them: what parity.md renders from
@@ -308,19 +310,10 @@ def run_czsl(key: str, root: Path, seed: int, work: Path) -> dict:
             "wall_s": wall, "load": load, "dataset": res["dataset"]}
 
 
-FINDINGS = """\
-What the rows show (one seed per ablation, so differences under about 1.5 points are within
-seed noise; the seeds of one configuration spread by about 0.5-1 point):
-
-* With the notebook's settings czsl matches the notebook within 1 point on u, s and H
-  over 3 seeds each, in less CPU time; `scenarios/cub_gzsl.toml` now uses them.
-* Where class standardization sits matters most: once after each ReLU (czsl's previous
-  layout) instead of before and after the second ReLU costs about 10 points of H with
-  the variance divisor.
-* The learning-rate step at epoch 25 is worth about 3 points of s.
-* Dividing by the variance rather than the standard deviation does not matter here:
-  the std variant scored as well (seed 0: H 53.6 against 52.5), so it is an option,
-  not a requirement, of parity."""
+#: the page's prose, kept as markdown in ``benchmarks/notes/parity.md``: ``FINDINGS`` (what
+#: the ClassNorm rows show), ``GRW_DIFFERENCES`` (what differs between the GRW sides) and
+#: ``GRW_FINDINGS`` (what the GRW rows show)
+PROSE = notes("parity", ("FINDINGS", "GRW_DIFFERENCES", "GRW_FINDINGS"))
 
 
 def _mean(values: list[float], digits: int = 1) -> str:
@@ -344,54 +337,6 @@ too (`czsl/metrics.py`). GRW's figures are parsed from the line it prints after 
 task (`Best accuracy at task T ...`, 4 decimals of a fraction). Mean ± standard
 deviation over the seeds; Δ: the difference of the means from the authors' code; CPU
 s, wall s and load as above; × CPU: the row's CPU seconds over the authors'."""
-
-
-GRW_DIFFERENCES = """\
-What differs between the two sides (`scenarios/cub_czsl_grw.toml`'s header says the same):
-
-* Both replay *real* features to the classifier: a buffer of 5,000 in which each seen
-  class keeps its first 5000 // seen-classes training features (GRW's rule), and in both
-  the random walk shapes only the generator (in GRW's code the classifier's walk losses
-  are back-propagated after its optimizer has stepped, and zeroed at the next batch).
-* GRW concatenates the buffer to the task's features and passes over all of them each
-  epoch, in batches of 128 (its README's command); czsl joins 64 buffer features to
-  each real mini-batch of 64 (`mix = "batch"`), so it takes fewer classifier steps.
-* GRW trains its generator in the same batches as its classifier, every epoch; czsl's
-  scenario trains its generator 1 epoch per task (the `generator.epochs=5` row: 5, the
-  authors' schedule). czsl's walk uses the real class means as prototypes; GRW's
-  `main.py` generates 10 features per class at each of its three walk losses per batch.
-* Models: GRW's classifier maps attributes -> 1024 -> 2048 (ReLU) and scores cosine x 10,
-  Adam lr 0.005; czsl's is its ClassNorm attribute embedder (1 x 1024, ClassNorm, scale
-  5, Adam lr 0.0005). GRW's generator (noise + attributes -> 1024 -> 2048, sigmoid) is
-  czsl's CVAE. GRW's other classifier terms (a log-cosine against generated features, a
-  regression of class embeddings on class-mean features) and generator terms
-  (class-mean distance, neighbour correlation, CIZSL-style creativity) are not in
-  czsl's scenario.
-* The Sequential + ClassNorm row replays nothing: czsl's `cub_czsl.toml`, the same
-  classifier trained on each task's features alone."""
-
-GRW_FINDINGS = """\
-What the rows show (3 seeds on each side; the authors' code took about 40 minutes of one
-core per run):
-
-* **mH is at parity, the parts are not.** czsl's `cub_czsl_grw.toml` scores mH 11.6 ±
-  0.5 against the authors' 11.9 ± 0.4: 0.3 apart, inside either side's seed spread;
-  with the generator on the authors' 5 epochs, 11.9 ± 0.6. mUA agrees too (7.2 against
-  7.0). But czsl's seen accuracy is about 9.5 points lower (mSA 33.4 against 42.9): the
-  same mH from a different balance. Why the authors' code keeps more of the seen
-  classes was not measured here; candidates are its passes over the whole buffer (it
-  concatenates the buffer to the task, czsl joins 64 buffer features to each batch) and
-  its classifier's own terms (see below).
-* **czsl is about 67x faster at these settings**: 37 CPU s against 2,481 (x CPU 0.015);
-  31x with the generator at 5 epochs (81 s), the authors' schedule. GRW's code builds
-  `[batch, seen classes, 2048]` tensors several times per batch and generates 10
-  features per seen class for each of its three walk losses, so its cost per epoch grows
-  with the seen classes (task 5 took about 3 minutes per epoch, task 1 about 20 s). The
-  issue that asked for this comparison quoted 739 CPU s for the same schedule; measured
-  here with the run's whole process (user + system) it is 2,374, 2,448 and 2,621.
-* **Replay helps**: czsl's Sequential + ClassNorm (no replay) scores mH 9.4 ± 0.8, 2.5
-  below the authors' code and 2.2 below czsl's GRW scenario, at 0.7x the scenario's CPU
-  seconds."""
 
 
 def render_grw(records: list[dict]) -> list[str]:
@@ -428,7 +373,7 @@ def render_grw(records: list[dict]) -> list[str]:
         lines += [f"| {r['seed']} | " + " | ".join(
             f"{st['SA']:.1f} / {st['UA']:.1f} / {st['H']:.1f}" for st in r["steps"]) + " |"
             for r in reference]
-    lines += ["", GRW_FINDINGS, "", GRW_DIFFERENCES]
+    lines += ["", PROSE["GRW_FINDINGS"], "", PROSE["GRW_DIFFERENCES"]]
     lines += ["", "GRW's code ran as `python main.py "
               + " ".join(a.format(epochs=GRW_EPOCHS, seed="SEED", root="XLSA17")
                          for a in GRW_ARGS)
@@ -489,7 +434,7 @@ def render(records: list[dict], commands: list[str]) -> str:
             + " | ".join(_mean([r[m] for r in runs]) for m in ("zsl", "u", "s", "H"))
             + f" | {' | '.join(delta)} | {_mean([r['cpu_s'] for r in runs], 0)} | "
             f"{_mean([r['wall_s'] for r in runs], 0)} | {min(loads):.1f}–{max(loads):.1f} |")
-    lines += ["", FINDINGS]
+    lines += ["", PROSE["FINDINGS"]]
     lines += ["", "The authors' code ran with these edits, made at run time to the code cells "
               f"of `{NOTEBOOK}` (nothing of theirs is stored here):", ""]
     lines += [f"* {what}: `{old}` → `{new.format(seed='SEED', root='XLSA17')}`"

@@ -697,29 +697,22 @@ def render(facts: dict) -> str:
               "`czsl.data.read_npz` (best of "
               f"{facts['npz_repeats']}; the file was just written, so it is read from the "
               "page cache, not the disk)."]
-    lines += memory_section(facts.get("memory"))
+    lines += memory_section()
     lines += render_profile(training.get("profile"), runs, training)
     return "\n".join(lines) + "\n"
 
 
-def memory_table(page: str) -> list[str]:
-    """The table of ``benchmarks/memory_scale.md`` (its lines, as written there)."""
-    return [line for line in page.splitlines() if line.startswith("|")]
-
-
-def memory_section(table: list[str] | None) -> list[str]:
-    """"Memory against the number of tasks": the table of ``memory_scale.md`` copied
-    as it is (that script measures it; this one does not)."""
-    if not table:
-        return []
+def memory_section() -> list[str]:
+    """"Memory against the number of tasks": where it is measured. This script measures
+    no memory against the number of tasks; ``benchmarks/memory_scale.py`` does, on its
+    own page, so its figures live in one place and go stale in none."""
     return ["", "## Memory against the number of tasks", "",
-            "Copied from `benchmarks/memory_scale.md` (written by "
-            "`benchmarks/memory_scale.py`, one epoch per task, `--threads 1`; see that page "
-            "for the notes): peak RSS of a fresh child process and the checkpoint's size "
-            "after every task. A run keeps each step's figures, not its test logits, and "
+            "Measured by `benchmarks/memory_scale.py` on its own page, "
+            "`benchmarks/memory_scale.md` (one epoch per task, `--threads 1`): peak RSS of a "
+            "fresh child process and the checkpoint's size after every task, runs of more "
+            "and more tasks. A run keeps each step's figures, not its test logits, and "
             "scores the logits in chunks of `train.eval_batch_size` samples, so neither "
-            "grows by a step's logits (test samples x classes) per task. SUN is semi-synthetic (real metadata, synthesised "
-            "features).", "", *table]
+            "grows by a step's logits (test samples x classes) per task."]
 
 
 def render_profile(profile: dict | None, runs: list[dict], training: dict) -> list[str]:
@@ -948,9 +941,6 @@ def main(argv: list[str] | None = None) -> int:
              "avalanche": metadata.version("avalanche-lib"), "czsl": czsl.__version__,
              "command": shlex.join(["python", "-m", "benchmarks.speed", *shown]),
              "load_start": load_start, "load_end": load_avg()}
-    memory_page = ROOT / "benchmarks" / "memory_scale.md"
-    if memory_page.is_file():
-        facts["memory"] = memory_table(memory_page.read_text(encoding="utf-8"))
     text = render(facts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from czsl.runfolder import atomic_write_text  # the parent imports czsl lazily

@@ -20,6 +20,8 @@ import torch
 from czsl.plugins import Plugins
 from czsl.testing import check_generator
 
+pytestmark = pytest.mark.slow  # pip installs the example
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "czsl-example-generator"
 
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+pytestmark = pytest.mark.slow  # pip installs the example
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "czsl-example-lwf"
 SMALL = ["train.epochs=1", "model.hidden_dims=[16]", "data.synthesis.n_classes=8",
          "data.synthesis.samples_per_class=10", "data.synthesis.n_features=8",

@@ -29,7 +29,27 @@ def test_it_runs_every_test_that_is_skipped_without_cuda(gpu_check):
     assert found and sorted(found) == sorted(gpu_check.CUDA_TESTS)
 
 
-def test_every_part_runs_on_the_cpu_against_the_cpu(gpu_check, tmp_path, capsys):
+#: a stand-in for the CUDA tests: one passes, one skips (no torch to import: quick)
+STAND_IN = """
+import pytest
+
+def test_passes():
+    pass
+
+@pytest.mark.skip(reason="stands for a CUDA test on a machine without CUDA")
+def test_skips():
+    pass
+"""
+
+
+def test_every_part_runs_on_the_cpu_against_the_cpu(gpu_check, tmp_path, capsys,
+                                                     monkeypatch):
+    """``--quick`` on the CPU, every part tiny; the CUDA tests part runs pytest on
+    :data:`STAND_IN` (the real CUDA tests: the slow test below)."""
+    stand_in = tmp_path / "test_stand_in.py"
+    stand_in.write_text(STAND_IN)
+    real = gpu_check.cuda_tests
+    monkeypatch.setattr(gpu_check, "cuda_tests", lambda device: real(device, (str(stand_in),)))
     out = tmp_path / "gpu_check.md"
     assert gpu_check.main(["--device-under-test", "cpu", "--quick", "--out", str(out)]) == 0
     page = out.read_text()
@@ -38,9 +58,19 @@ def test_every_part_runs_on_the_cpu_against_the_cpu(gpu_check, tmp_path, capsys)
                     "## Metrics speed, cpu against cpu: pass",
                     "## f-CLSWGAN, full schedule on cpu: pass"):
         assert heading in page
-    assert "2 run, 0 failed, 0 errors, 2 skipped" in page  # no CUDA here: they skip
+    assert "2 run, 0 failed, 0 errors, 1 skipped" in page
     assert "| mH | " in page and "| forgetting_final | " in page
     assert page in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_cuda_tests_run_and_skip_without_cuda(gpu_check):
+    """The CUDA tests part, for real: pytest on :data:`CUDA_TESTS` in a subprocess."""
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    got = gpu_check.cuda_tests(torch.device("cpu"))
+    assert (got["tests"], got["failures"], got["errors"], got["skipped"]) == (2, 0, 0, 2)
+    assert got["ok"]
 
 
 def _results(mh, forgetting):

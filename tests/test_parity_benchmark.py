@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
+import runpy
 import sys
 from pathlib import Path
 
@@ -153,7 +152,7 @@ acc = Variable(torch.Tensor([0.0]), requires_grad=True).cuda()
 acc += 1.0
 acc2 = Variable(torch.Tensor([0.0]), requires_grad=True).cuda()
 acc2 += D.weight.grad.sum()
-print(dataloader, torch.get_num_threads(), iter_task, float(acc), torch.initial_seed())
+print(dataloader, torch.get_num_threads(), iter_task, float(acc.detach()), torch.initial_seed())
 """)
     (src / "data.py").write_text(f"DATA_LOADER = torch = 0\nx = 1\n# {cuda * 4}\n")
     (src / "rw_loss.py").write_text(f"# {cuda * 5}\n")
@@ -161,17 +160,33 @@ print(dataloader, torch.get_num_threads(), iter_task, float(acc), torch.initial_
     return folder
 
 
-def test_grw_code_runs_with_the_listed_edits_only(tmp_path):
+def _run_main(src: Path, monkeypatch, capsys) -> str:
+    """Run ``src/main.py`` as ``python main.py`` would, in this process (no second torch
+    import); what it printed. torch's threads and random state are restored after."""
+    import torch
+
+    threads, rng = torch.get_num_threads(), torch.random.get_rng_state()
+    monkeypatch.chdir(src)
+    monkeypatch.syspath_prepend(str(src))
+    monkeypatch.delitem(sys.modules, "data", raising=False)  # main.py imports its data.py
+    capsys.readouterr()
+    try:
+        runpy.run_path(str(src / "main.py"), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+        torch.random.set_rng_state(rng)
+    return capsys.readouterr().out
+
+
+def test_grw_code_runs_with_the_listed_edits_only(tmp_path, monkeypatch, capsys):
     parity = _parity()
     checkout = _grw_checkout(tmp_path / "checkout")
     src = parity.edit_grw(checkout, tmp_path / "run", tasks=5)
     assert sorted(p.name for p in src.iterdir()) == ["config.yaml", "data.py", "main.py",
                                                      "rw_loss.py"]
     assert ".cuda()" not in "".join(p.read_text() for p in src.iterdir())
-    proc = subprocess.run([sys.executable, "main.py"], cwd=src, capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["0", "1", "6", "1.0", "3"]   # tasks 1 .. 5: iter_task 6
+    assert _run_main(src, monkeypatch, capsys).split() == [
+        "0", "1", "6", "1.0", "3"]   # tasks 1 .. 5: iter_task 6
     assert (checkout / "src" / "main.py").read_text().count(".cuda()") == 23  # theirs: as is
 
 
@@ -194,3 +209,21 @@ def test_grw_says_what_it_needs(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="needs easydict.*not czsl dependencies.*pip install "
                                          "easydict"):
         parity.run_grw(tmp_path, tmp_path, 0, tmp_path)
+
+
+def test_the_pages_prose_is_read_from_its_notes_file(tmp_path, monkeypatch):
+    """``benchmarks/notes/NAME.md``: each ``<!-- NAME -->`` block up to the next, blank lines
+    around it dropped, the file's own comment above the first block ignored."""
+    from benchmarks import _common
+
+    monkeypatch.setattr(_common, "ROOT", tmp_path)
+    (tmp_path / "benchmarks" / "notes").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "notes" / "page.md").write_text(
+        "<!-- what this file is -->\n\n<!-- A -->\nfirst line\n\n* a list\n\n\n"
+        "<!-- B_2 -->\n\nonly <!-- B --> inline\n")
+    assert _common.notes("page", ("A", "B_2")) == {"A": "first line\n\n* a list",
+                                                   "B_2": "only <!-- B --> inline"}
+    with pytest.raises(SystemExit, match=r"notes/page.md has no block <!-- C -->; add it"):
+        _common.notes("page", ("A", "C"))
+    with pytest.raises(SystemExit, match=r"notes/other.md not found"):
+        _common.notes("other")

@@ -1,5 +1,9 @@
 """benchmarks/speed.py: its quick mode writes a complete report, and its breakdown adds up.
 
+The report's checks run ``main(["--quick"])`` in this process on a tiny synthetic scenario
+(its children's measurements called directly: the ``report`` fixture); one ``slow`` test
+runs the quick benchmark whole, as a script with its fresh child processes.
+
 No timing is asserted, nor which function a profiler ranks first: only that every
 expected row is there with finite numbers, that the breakdown of a run adds up to its
 wall time, that the Avalanche and plain torch loops did the same number of training
@@ -42,20 +46,46 @@ def _row(text: str, start: str) -> list[str]:
     return _cells(rows[0])
 
 
+#: the quick mode's scenario made tiny: 3 tasks of 5 classes, 20 images each, 1 epoch
+TINY = ["train.epochs=1", "data.synthesis.n_classes=20", "data.synthesis.n_unseen=5",
+        "data.synthesis.samples_per_class=20", "protocol.task_sizes=[5,5,5]"]
+HEADINGS = ("## Targets", "## End-to-end runs", "### Where the time of a run goes",
+            "## Avalanche vs a plain torch loop", "## Regularizer overhead",
+            "## Start-up and data loading", "## Profile")
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> str:
+    """``benchmarks.speed --quick``'s report, its children's measurements (``child_run``,
+    ``child_training``) made in this process on :data:`TINY`."""
+    speed = _load_script()
+
+    def in_process(kind, job, what):
+        job = {**job, "overrides": [*job["overrides"], *TINY]}
+        return {"run": speed.child_run, "training": speed.child_training}[kind](job)
+
     out = tmp_path_factory.mktemp("speed") / "speed.md"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(speed, "run_child", in_process)
+        assert speed.main(["--quick", "--out", str(out)]) == 0
+    return out.read_text()
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_runs_whole_as_a_script(tmp_path):
+    """The script as a contributor runs it: each measurement in a fresh child process."""
+    out = tmp_path / "speed.md"
     proc = subprocess.run([sys.executable, "-m", "benchmarks.speed", "--quick", "--threads",
                            "1", "--out", str(out)], cwd=REPO, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out.read_text()
+    text = out.read_text()
+    assert "QUICK" in text.splitlines()[0] and all(h in text for h in HEADINGS)
+    assert _number(_row(text, "| synthetic | `scenarios/synthetic.toml`")[2]) == 5
 
 
 def test_quick_report_has_every_section_and_only_finite_numbers(report):
-    for heading in ("## Targets", "## End-to-end runs", "### Where the time of a run goes",
-                    "## Avalanche vs a plain torch loop", "## Regularizer overhead",
-                    "## Start-up and data loading", "## Profile"):
+    for heading in HEADINGS:
         assert heading in report
     assert "QUICK" in report.splitlines()[0]
     assert "load average" in report
@@ -80,7 +110,7 @@ def test_quick_report_has_every_section_and_only_finite_numbers(report):
 def test_quick_run_breakdown_adds_up_to_the_wall_time(report):
     run = _row(report, "| synthetic | `scenarios/synthetic.toml`")
     tasks, wall, peak = _number(run[2]), _number(run[3]), _number(run[4])
-    assert tasks == 5 and wall > 0 and peak > _number(run[5]) * 0.5
+    assert tasks == 3 and wall > 0  # TINY's 3 tasks and peak > _number(run[5]) * 0.5
     speed = _load_script()
     section = report.split("### Where the time of a run goes", 1)[1].split("\n## ", 1)[0]
     rows = [_cells(line) for line in section.splitlines()
@@ -153,20 +183,19 @@ def test_breakdown_adds_up_to_the_wall_time_and_keeps_new_parts():
     assert speed.part_label("other") == speed.OTHER
 
 
-def test_the_memory_section_copies_the_memory_scale_table_exactly():
+def test_the_memory_figures_live_on_the_memory_page_only(report):
+    """speed.md points to memory_scale.md (memory_scale.py's own page) and copies none of
+    its rows, so rerunning either script leaves the other's page true."""
     speed = _load_script()
-    page = (REPO / "benchmarks" / "memory_scale.md").read_text()
-    table = speed.memory_table(page)
-    assert len(table) >= 3 and table[0].startswith("| run |")
-    section = speed.memory_section(table)
+    section = "\n".join(speed.memory_section())
     assert "## Memory against the number of tasks" in section
-    assert section[-len(table):] == table and all(line in page.splitlines() for line in table)
-    assert speed.memory_section(None) == [] and speed.memory_section([]) == []
-    # what benchmarks/speed.md shows is that table, as memory_scale.md has it now
-    shown = (REPO / "benchmarks" / "speed.md").read_text().splitlines()
-    start = shown.index("## Memory against the number of tasks")
-    first = next(i for i in range(start, len(shown)) if shown[i].startswith("|"))
-    assert shown[first:first + len(table)] == table
+    assert "`benchmarks/memory_scale.md`" in section and "|" not in section
+    assert section in report
+    shown = (REPO / "benchmarks" / "speed.md").read_text()
+    assert section in shown
+    rows = [line for line in (REPO / "benchmarks" / "memory_scale.md").read_text()
+            .splitlines() if line.startswith("| ") and not line.startswith("| run |")]
+    assert rows and not any(row in shown for row in rows)
 
 
 def test_the_memory_page_keeps_the_rows_and_notes_of_runs_not_run_again():
