@@ -62,10 +62,17 @@ def _fresh_process_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _work(spec: dict[str, Any], report: Connection) -> None:
+def _work(spec: dict[str, Any], report: Connection, environ: dict[str, str]) -> None:
     """A run's process: :func:`execute` ``spec`` and send the driver its outcome (or the
-    exception that escaped it, which the driver raises)."""
+    exception that escaped it, which the driver raises).
+
+    :param environ: the driver's environment when the run started (a fork of the fork
+        server would otherwise have the environment the driver had when it started
+        the server).
+    """
     _exit_with_driver()
+    os.environ.clear()
+    os.environ.update(environ)
     try:
         outcome: Any = execute(spec)
     except Exception as exc:
@@ -127,7 +134,8 @@ def run_local(specs: list[dict[str, Any]], *, jobs: int, on_done: OnDone) -> Non
             while queue and len(running) < jobs:
                 spec = queue.popleft()
                 reader, writer = context.Pipe(duplex=False)
-                process = context.Process(target=_work, args=(spec, writer),
+                process = context.Process(target=_work,
+                                          args=(spec, writer, dict(os.environ)),
                                           name=f"czsl-run-{spec['id']}")
                 process.start()
                 writer.close()
