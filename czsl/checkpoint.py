@@ -72,9 +72,11 @@ import numpy as np
 import torch
 
 from czsl.errors import CZSLError
-from czsl.runfolder import CHECKPOINT_DIR, atomic_write
-#: The file that commits a checkpoint.
-STATE_FILE = "state.pt"
+from czsl.runfolder import (CHECKPOINT_DIR, CHECKPOINT_STATE, RESULTS_FILE, SCENARIO_FILE,
+                            RunFolder, atomic_write)
+
+#: The file that commits a checkpoint (:attr:`czsl.runfolder.RunFolder.checkpoint_state`).
+STATE_FILE = CHECKPOINT_STATE
 #: Version of the checkpoint layout; a checkpoint of another version is refused.
 FORMAT = 3  # 2: loggers are not part of the learner's plugin state; 3: step records, no logits
 
@@ -314,7 +316,7 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
     :param run_dir: the run folder.
     :param checkpoint: the state; ``learner`` as :func:`dump_learner_state` returns it.
     """
-    folder = run_dir / CHECKPOINT_DIR
+    folder = RunFolder(run_dir).checkpoint_dir
     folder.mkdir(exist_ok=True)
     records = [{k: v.detach().cpu() for k, v in r.items()} for r in checkpoint.records]
     document = {"format": FORMAT, **vars(checkpoint), "records": records}
@@ -324,12 +326,12 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
 
 def has_checkpoint(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a committed checkpoint."""
-    return (run_dir / CHECKPOINT_DIR / STATE_FILE).is_file()
+    return RunFolder(run_dir).checkpoint_state.is_file()
 
 
 def remove_checkpoint(run_dir: Path) -> None:
     """Delete the checkpoint of a finished run."""
-    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    shutil.rmtree(RunFolder(run_dir).checkpoint_dir, ignore_errors=True)
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:
@@ -338,18 +340,19 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
     :raises CZSLError: if ``run_dir`` is not a run folder, has finished, has no
         checkpoint, or its checkpoint is unreadable.
     """
-    fresh = f"start it again with: czsl run {run_dir / 'scenario.toml'}"
-    again = f"to run its scenario again: czsl run {run_dir / 'scenario.toml'}"
+    folder = RunFolder(run_dir)
+    fresh = f"start it again with: czsl run {folder.scenario_file}"
+    again = f"to run its scenario again: czsl run {folder.scenario_file}"
     if not run_dir.is_dir():
         raise CZSLError(f"--resume {run_dir}: no such run folder; give a folder under "
                         "runs/ that 'czsl run' created")
-    if not (run_dir / "scenario.toml").is_file():
+    if not folder.scenario_file.is_file():
         raise CZSLError(f"--resume {run_dir}: not a czsl run folder (it has no "
-                        "scenario.toml); give a folder that 'czsl run' created")
-    if (run_dir / "results.json").is_file():
-        raise CZSLError(f"--resume {run_dir}: that run has finished (results.json exists); "
-                        f"there is nothing to resume; {again}")
-    state = run_dir / CHECKPOINT_DIR / STATE_FILE
+                        f"{SCENARIO_FILE}); give a folder that 'czsl run' created")
+    if folder.is_finished():
+        raise CZSLError(f"--resume {run_dir}: that run has finished ({RESULTS_FILE} "
+                        f"exists); there is nothing to resume; {again}")
+    state = folder.checkpoint_state
     if not state.is_file():
         raise CZSLError(f"--resume {run_dir}: the run stopped before its first task "
                         f"finished, so it has no checkpoint to resume from; {fresh}")

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 from czsl import metric_registry as registry
 from czsl import settings as czsl_settings
+from czsl.errors import CZSLError
+from czsl.runfolder import RunFolder
 
 #: Keys of ``results["summary"]`` shown as HParams metrics (tags ``summary/<key>``), in
 #: the order the tab shows them.
@@ -72,13 +73,13 @@ def neighbours(run_dir: Path, defaults: Callable[[str, str], dict[str, Any]] | N
     whose files cannot be read is skipped: it is not this run's to judge."""
     out = []
     for other in sorted(run_dir.parent.iterdir()):
-        if other == run_dir or not (other / "results.json").is_file():
+        folder = RunFolder(other)
+        if other == run_dir or not folder.is_finished():
             continue
         try:
-            document = tomllib.loads((other / "scenario.toml").read_text(encoding="utf-8"))
-            results = json.loads((other / "results.json").read_text(encoding="utf-8"))
-            out.append(scenario_hparams(document, results, defaults))
-        except (OSError, ValueError, KeyError, TypeError):
+            results = folder.read_finished()
+            out.append(scenario_hparams(folder.read_scenario(), results, defaults))
+        except (CZSLError, OSError, ValueError, KeyError, TypeError):
             continue
     return out
 

@@ -22,7 +22,6 @@ metrics (:mod:`czsl.metric_registry`).
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Iterable
 from czsl import metric_registry as registry
 from czsl import settings as czsl_settings
 from czsl.errors import CZSLError
+from czsl.runfolder import RESULTS_FILE, Damaged, RunFolder
 
 #: The table's metric rows: every summary metric of the registry.
 METRIC_ROWS = registry.of_scope(registry.SUMMARY)
@@ -66,30 +66,24 @@ def read_results(run_dir: Path) -> dict[str, Any]:
     :raises CZSLError: when the folder or its ``results.json`` is missing, is not valid
         JSON, or lacks the keys czsl writes.
     """
-    path = run_dir / "results.json" if run_dir.is_dir() else run_dir
+    folder = RunFolder.given(run_dir)
+    path = folder.results_file
     if not run_dir.exists():
         raise CZSLError(f"run folder {run_dir} does not exist; give a folder that "
                         "'czsl run' made, such as runs/synthetic")
-    if not path.is_file():
-        raise CZSLError(f"{run_dir} has no results.json: not a run folder, or a run that "
-                        "has not finished (results.json is written at the end)")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CZSLError(f"{path} is not valid JSON ({exc}); it may have been edited or "
-                        "truncated") from exc
     needed = {"dataset": (), "protocol": ("name",), "model": (), "regularizer": (),
               "replay": (), "seed": (), "summary": registry.names(METRIC_ROWS),
               "metrics": ("steps",)}
-    for key, inner in needed.items():
-        if not isinstance(results, dict) or key not in results:
-            raise CZSLError(f"{path} is not a czsl results file: it has no key {key!r}")
-        if inner and not isinstance(results[key], dict):
-            raise CZSLError(f"{path} is not a czsl results file: '{key}' is not a table")
-        missing = [k for k in inner if k not in results[key]]
-        if missing:
-            raise CZSLError(f"{path} is not a czsl results file: '{key}' has no "
-                            f"{missing[0]!r}")
+    try:
+        results = folder.read_finished(needed)
+    except Damaged as exc:
+        if exc.not_json:
+            raise CZSLError(f"{path} is not valid JSON ({exc.problem}); it may have been "
+                            "edited or truncated") from exc
+        raise CZSLError(f"{path} is not a czsl results file: {exc.problem}") from exc
+    if results is None:
+        raise CZSLError(f"{run_dir} has no {RESULTS_FILE}: not a run folder, or a run that "
+                        f"has not finished ({RESULTS_FILE} is written at the end)")
     steps = results["metrics"]["steps"]
     for key in ("H", "forgetting"):
         if not isinstance(steps.get(key), list):
@@ -111,8 +105,7 @@ def load_runs(paths: Iterable[Path]) -> list[Run]:
     names = [(p.parent.name if p.is_file() else p.name) or str(p) for p in paths]
     if len(set(names)) < len(names):
         names = [str(p) for p in paths]
-    folders = [p.parent if p.is_file() else p for p in paths]
-    settings = _settings([f / "scenario.toml" for f in folders])
+    settings = _settings([RunFolder.given(p) for p in paths])
     # a run without generative replay has a [generator] table it never used
     settings = [one if res.get("generator") else
                 {k: v for k, v in one.items() if k.split(".")[0] != "generator"}
@@ -121,13 +114,13 @@ def load_runs(paths: Iterable[Path]) -> list[Run]:
             for name, path, res, one in zip(names, paths, results, settings)]
 
 
-def _settings(files: list[Path]) -> list[dict[str, Any]]:
+def _settings(folders: list[RunFolder]) -> list[dict[str, Any]]:
     """Each ``scenario.toml`` flattened, options at their defaults filled in where the
     plugins can be loaded ({} for a missing or unreadable file: its run still reports)."""
     documents = []
-    for file in files:
+    for folder in folders:
         try:
-            documents.append(tomllib.loads(file.read_text(encoding="utf-8")))
+            documents.append(folder.read_scenario())
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
             documents.append(None)
     # loading the plugins may import torch: only when there is a scenario

@@ -18,6 +18,7 @@ import czsl
 from czsl import metric_registry as registry
 from czsl import metrics
 from czsl.config import Scenario
+from czsl.runfolder import RunFolder
 from czsl.streams import CZSLStream
 
 
@@ -163,6 +164,6 @@ def format_results(result: RunResult) -> str:
                      "features synthesised from the attributes), not real image features")
     # TensorBoard names a run by its folder relative to --logdir: "--logdir <run>" would
     # name it "." (and --logdir_spec "<name>/."), so the parent is what to open
-    lines.append(f"results: {result.run_dir / 'results.json'} (TensorBoard: tensorboard "
+    lines.append(f"results: {RunFolder(result.run_dir).results_file} (TensorBoard: tensorboard "
                  f"--logdir {result.run_dir.parent}, run {result.run_dir.name})")
     return "\n".join(lines)

@@ -55,8 +55,8 @@ from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar
 from czsl.predict import predict_batches
 from czsl.results import (RunResult, resolved_protocol, results_document, static_gzsl,
                           static_split)
-from czsl.runfolder import (check_writable, json_ready, new_run_dir, run_lock, storage_error,
-                            tidy, write_results, write_scenario)
+from czsl.runfolder import (RunFolder, check_writable, json_ready, new_run_dir, run_lock,
+                            storage_error, tidy, write_results, write_scenario)
 
 
 def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
@@ -91,7 +91,7 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     built = build_run(scenario, data_dir=data_dir, echo=echo)
     if run_dir is None:
         run_dir = new_run_dir(runs_dir, scenario.name)
-    elif (Path(run_dir) / "results.json").is_file() or has_checkpoint(Path(run_dir)):
+    elif RunFolder(run_dir).is_finished() or has_checkpoint(Path(run_dir)):
         raise CZSLError(f"{run_dir} already holds a finished run or a checkpoint; resume "
                         f"it with: czsl run --resume {run_dir}, or pick another folder")
     else:
@@ -167,7 +167,7 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
         if run_dir.is_dir():
             tidy(run_dir)  # what a killed process left: temp files, a finished checkpoint
         checkpoint = load_checkpoint(run_dir)
-        scenario_file = run_dir / "scenario.toml"
+        scenario_file = RunFolder(run_dir).scenario_file
         scenario = load_scenario(scenario_file)
         if tomllib.loads(scenario_file.read_text(encoding="utf-8")) != tomllib.loads(
                 tomli_w.dumps(checkpoint.scenario)):

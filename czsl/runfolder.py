@@ -1,18 +1,23 @@
-"""A run's folder on disk: creating it, writing files into it whole, locking it.
+"""A run's folder on disk: its layout, writing files into it whole, locking it, reading
+a finished run. :class:`RunFolder` is the one owner of that folder; nothing else names
+its files.
 
 A run folder ``runs/<name>/`` holds
 
 * ``scenario.toml`` — the scenario as resolved (protocol presets filled in), written
-  when the run starts (:func:`write_scenario`);
+  when the run starts (:meth:`RunFolder.write_scenario`);
 * ``results.json`` — every per-step figure and the run's summary, written once the run
-  has finished (:func:`write_results`; a crashed run leaves none);
+  has finished (:meth:`RunFolder.write_results`; a crashed run leaves none), read back
+  by :meth:`RunFolder.read_finished`, the one reader of a finished run (reports,
+  sweeps, TensorBoard's hparams);
 * TensorBoard event files (:mod:`czsl.board`) and, while the run is unfinished, its
-  checkpoint (:mod:`czsl.checkpoint`).
+  checkpoint folder (:mod:`czsl.checkpoint`).
 
 An existing run folder is never reused: the name gets a ``-2``, ``-3``, ... suffix.
-Every file is written to a temporary file beside it and moved into place
-(:func:`atomic_write`), so a reader sees it whole or not at all; ``data/npz.py`` writes
-its archives the same way.
+Every file is written to a temporary file beside it (``.NAME.*.tmp``) and moved into
+place (:func:`atomic_write`, the one atomic write: checkpoints, sweep files and
+``data/npz.py``'s archives use it too), so a reader sees it whole or not at all. The
+folder is locked with ``flock`` (:func:`lock_fd`, which a sweep's claims use too).
 
 This module needs only the standard library when it is imported (``tomli_w``, a small
 pure-Python writer, is imported by :func:`write_scenario` alone), so anything may use
@@ -28,6 +33,7 @@ import math
 import os
 import shutil
 import tempfile
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -45,6 +51,165 @@ SCENARIO_FILE = "scenario.toml"
 RESULTS_FILE = "results.json"
 #: An unfinished run's checkpoint folder, in a run folder (:mod:`czsl.checkpoint`).
 CHECKPOINT_DIR = "checkpoint"
+#: The committed checkpoint, in the checkpoint folder.
+CHECKPOINT_STATE = "state.pt"
+#: The temporary files of :func:`atomic_write` (``.NAME.XXXX.tmp``), in any folder.
+TEMP_GLOB = ".*.tmp"
+
+
+class Damaged(CZSLError):
+    """A file of a run or sweep folder is not what czsl wrote: truncated, edited, garbage.
+
+    :param message: the one line.
+    :param path: the file.
+    :param problem: what is wrong, for a caller's own wording (the JSON error, or e.g.
+        ``"it has no key 'summary'"``).
+    :param not_json: whether the file is not JSON at all.
+    """
+
+    def __init__(self, message: str, path: Path | None = None, problem: str = "",
+                 not_json: bool = False) -> None:
+        super().__init__(message)
+        self.path, self.problem, self.not_json = path, problem, not_json
+
+
+class RunFolder:
+    """One run's folder: where its files are, and writing, locking, tidying and reading
+    it.
+
+    :param path: the run folder (it need not exist yet).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._results: Path | None = None
+
+    @classmethod
+    def given(cls, path: Path | str) -> RunFolder:
+        """The run folder ``path``, or the one holding ``path`` if it is a file: a run's
+        results file, read where it is under whatever name (a copied ``results.json``)."""
+        path = Path(path)
+        if not path.is_file():
+            return cls(path)
+        folder = cls(path.parent)
+        folder._results = path
+        return folder
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def scenario_file(self) -> Path:
+        """``scenario.toml``: the resolved scenario."""
+        return self.path / SCENARIO_FILE
+
+    @property
+    def results_file(self) -> Path:
+        """``results.json``: a finished run's figures."""
+        return self._results or self.path / RESULTS_FILE
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The checkpoint folder of an unfinished run."""
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def checkpoint_state(self) -> Path:
+        """The committed checkpoint (it exists once a task has finished)."""
+        return self.checkpoint_dir / CHECKPOINT_STATE
+
+    def is_finished(self) -> bool:
+        """Whether the run has finished (its ``results.json`` exists; not read)."""
+        return self.results_file.is_file()
+
+    def write_scenario(self, document: dict[str, Any]) -> Path:
+        """Save the resolved scenario as ``scenario.toml`` and return its path.
+
+        :param document: the resolved scenario (:func:`czsl.config.scenario_to_dict`).
+        """
+        import tomli_w  # the one dependency beyond the standard library; see the module docstring
+
+        atomic_write_text(self.scenario_file, tomli_w.dumps(document))
+        return self.scenario_file
+
+    def read_scenario(self) -> dict[str, Any]:
+        """The resolved scenario in ``scenario.toml``, as a dict.
+
+        :raises OSError: if it cannot be read (missing too).
+        :raises tomllib.TOMLDecodeError: if it is not TOML.
+        """
+        return tomllib.loads(self.scenario_file.read_text(encoding="utf-8"))
+
+    def write_results(self, results: dict[str, Any]) -> Path:
+        """Write ``results.json`` atomically and return its path.
+
+        :param results: the document (:func:`czsl.results.results_document` and what the
+            run adds); passed through :func:`json_ready`.
+        """
+        write_json(self.results_file, json_ready(results), indent=2)
+        return self.results_file
+
+    def read_finished(self, needed: dict[str, tuple[str, ...]] | None = None
+                      ) -> dict[str, Any] | None:
+        """The finished run's ``results.json``, checked to be a run's results; ``None``
+        if the run has not finished (there is none).
+
+        Every results file has a ``summary`` table and a ``metrics`` table with a
+        ``steps`` table; ``needed`` asks for more, checked first and in its order.
+
+        :param needed: key -> the keys its table must have (``()``: any value).
+        :raises Damaged: if it is not JSON, or not a run's results (truncated, edited);
+            its ``problem`` says what is wrong.
+        :raises CZSLError: if it cannot be read (no permission, an I/O error).
+        """
+        path = self.results_file
+        document = read_json(path)
+        if document is None:
+            return None
+        problem = _missing(document, needed or {})
+        if problem is None:
+            metrics = document.get("metrics")
+            if not isinstance(document.get("summary"), dict):
+                problem = "'summary' is not a table"
+            elif not isinstance(metrics, dict) or not isinstance(metrics.get("steps"), dict):
+                problem = "'metrics.steps' is not a table"
+        if problem is not None:
+            raise Damaged(f"{path} is damaged (not a run's results)", path, problem)
+        return document
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the folder (released when the process dies).
+
+        :raises CZSLError: if another process holds it.
+        """
+        if fcntl is None:  # pragma: no cover - Windows
+            yield
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            if not lock_fd(fd):
+                raise CZSLError(f"{self.path} is in use by another czsl process; wait for "
+                                "it to end (or stop it) before resuming")
+            yield
+        finally:
+            os.close(fd)
+
+    def tidy(self) -> None:
+        """Remove what a killed process left: the temporary files of
+        :func:`atomic_write`, and the checkpoint of a run that has finished (one killed
+        between writing ``results.json`` and removing its checkpoint). The caller holds
+        :meth:`lock` (or the folder is its own)."""
+        if self.is_finished():
+            shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
+        for folder in (self.path, self.checkpoint_dir):
+            for tmp in temp_files(folder):
+                tmp.unlink(missing_ok=True)
+
+    def tidy_if_idle(self) -> None:
+        """:meth:`tidy` unless another process is running in the folder."""
+        with contextlib.suppress(CZSLError, OSError), self.lock():
+            self.tidy()
 
 
 #: errno -> (what is wrong with the folder, what to do); the storage faults a user fixes
@@ -186,75 +351,99 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def write_scenario(run_dir: Path, document: dict[str, Any]) -> Path:
-    """Save the resolved scenario as ``scenario.toml`` and return its path.
+def write_json(path: Path, value: Any, indent: int = 2) -> None:
+    """Write ``value`` as JSON (and a newline) to ``path`` whole or not at all
+    (:func:`atomic_write`: no temporary file survives a failure).
 
-    :param run_dir: the run folder.
-    :param document: the resolved scenario (:func:`czsl.config.scenario_to_dict`).
+    :raises OSError: if it cannot be written.
     """
-    import tomli_w  # the one dependency beyond the standard library; see the module docstring
+    atomic_write_text(path, json.dumps(value, indent=indent) + "\n")
 
-    path = run_dir / SCENARIO_FILE
-    atomic_write_text(path, tomli_w.dumps(document))
-    return path
+
+def read_json(path: Path) -> Any:
+    """The JSON document in ``path``, or ``None`` if there is no such file.
+
+    :raises Damaged: if it is not JSON (truncated, garbage); its ``problem`` is the
+        parser's message.
+    :raises CZSLError: if it cannot be read (no permission, an I/O error).
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise Damaged(f"{path} is damaged (not JSON: {' '.join(str(exc).split())[:100]})",
+                      path, str(exc), not_json=True) from None
+    except OSError as exc:
+        raise CZSLError(f"{path} cannot be read ({exc.strerror}): give your user read "
+                        "permission, or check the disk; then run again") from None
+
+
+def _missing(document: Any, needed: dict[str, tuple[str, ...]]) -> str | None:
+    """What ``document`` lacks of ``needed`` (key -> the keys of its table), or ``None``."""
+    for key, inner in needed.items():
+        if not isinstance(document, dict) or key not in document:
+            return f"it has no key {key!r}"
+        if inner and not isinstance(document[key], dict):
+            return f"'{key}' is not a table"
+        missing = [k for k in inner if k not in document[key]]
+        if missing:
+            return f"'{key}' has no {missing[0]!r}"
+    if not isinstance(document, dict):
+        return "it is not a table"
+    return None
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """The temporary files of :func:`atomic_write` in ``folder`` (none if it is not one):
+    those of a live writer, or left by a killed one."""
+    return list(folder.glob(TEMP_GLOB)) if folder.is_dir() else []
+
+
+def lock_fd(fd: int, shared: bool = False, wait: bool = False) -> bool:
+    """``flock`` the open file or folder ``fd``: whether it is now locked. The lock goes
+    with the descriptor (closing it, or the process dying, releases it).
+
+    :param shared: a shared lock (a reader's look) instead of an exclusive one.
+    :param wait: wait for the lock instead of giving up at once.
+    """
+    if fcntl is None:  # pragma: no cover - Windows: nothing is locked
+        return True
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                    | (0 if wait else fcntl.LOCK_NB))
+        return True
+    except BlockingIOError:
+        return False
+
+
+def write_scenario(run_dir: Path, document: dict[str, Any]) -> Path:
+    """:meth:`RunFolder.write_scenario` of ``run_dir``."""
+    return RunFolder(run_dir).write_scenario(document)
 
 
 def write_results(run_dir: Path, results: dict[str, Any]) -> Path:
-    """Write ``results.json`` atomically and return its path.
-
-    :param run_dir: the run folder.
-    :param results: the document (:func:`czsl.results.results_document` and what the
-        run adds); passed through :func:`json_ready`.
-    """
-    path = run_dir / RESULTS_FILE
-    atomic_write_text(path, json.dumps(json_ready(results), indent=2) + "\n")
-    return path
+    """:meth:`RunFolder.write_results` of ``run_dir``."""
+    return RunFolder(run_dir).write_results(results)
 
 
 def tidy(run_dir: Path) -> None:
-    """Remove what a killed process left in ``run_dir``: the temporary files of
-    :func:`atomic_write`, and the checkpoint of a run that has finished (one killed
-    between writing ``results.json`` and removing its checkpoint). The caller holds
-    :func:`run_lock` (or the folder is its own).
-
-    :param run_dir: the run folder.
-    """
-    checkpoint = run_dir / CHECKPOINT_DIR
-    if (run_dir / RESULTS_FILE).is_file():
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    for folder in (run_dir, checkpoint):
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-            tmp.unlink(missing_ok=True)
+    """:meth:`RunFolder.tidy` of ``run_dir``."""
+    RunFolder(run_dir).tidy()
 
 
 def tidy_if_idle(run_dir: Path) -> None:
-    """:func:`tidy` ``run_dir`` unless another process is running in it."""
-    with contextlib.suppress(CZSLError, OSError), run_lock(run_dir):
-        tidy(run_dir)
+    """:meth:`RunFolder.tidy_if_idle` of ``run_dir``."""
+    RunFolder(run_dir).tidy_if_idle()
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``run_dir`` (released when the process dies).
-
-    :param run_dir: the run folder.
-    :raises CZSLError: if another process holds it.
-    """
-    if fcntl is None:  # pragma: no cover - Windows
-        yield
-        return
-    fd = os.open(run_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CZSLError(f"{run_dir} is in use by another czsl process; wait for it to "
-                            "end (or stop it) before resuming") from None
-        yield
-    finally:
-        os.close(fd)
+def run_lock(run_dir: Path) -> contextlib.AbstractContextManager[None]:
+    """:meth:`RunFolder.lock` of ``run_dir``."""
+    return RunFolder(run_dir).lock()
 
 
-__all__ = ["CHECKPOINT_DIR", "RESULTS_FILE", "SCENARIO_FILE", "atomic_write", "atomic_write_text",
-           "check_writable", "json_ready", "new_run_dir", "run_lock", "storage_error",
-           "tidy", "tidy_if_idle", "write_results", "write_scenario"]
+__all__ = ["CHECKPOINT_DIR", "CHECKPOINT_STATE", "Damaged", "RESULTS_FILE", "RunFolder",
+           "SCENARIO_FILE", "TEMP_GLOB", "atomic_write", "atomic_write_text",
+           "check_writable", "json_ready", "lock_fd", "new_run_dir", "read_json",
+           "run_lock", "storage_error", "temp_files", "tidy", "tidy_if_idle",
+           "write_json", "write_results", "write_scenario"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,8 @@ import pytest
 import torch
 
 from czsl.errors import CZSLError
-from czsl.runfolder import (atomic_write, atomic_write_text, json_ready, new_run_dir, run_lock,
-                            write_results, write_scenario)
+from czsl.runfolder import (Damaged, RunFolder, atomic_write, atomic_write_text, json_ready,
+                            lock_fd, new_run_dir, run_lock, write_results, write_scenario)
 
 REPO = Path(__file__).resolve().parents[1]
 #: Modules that draw or write TensorBoard events; the training side must not import them.
@@ -124,3 +125,79 @@ def test_run_lock_refuses_a_second_holder(tmp_path):
                 pass
     with run_lock(tmp_path):  # released when the first holder left
         pass
+
+
+#: the smallest document :meth:`RunFolder.read_finished` takes for a run's results
+FINISHED = {"summary": {"mH": 0.5}, "metrics": {"steps": {"H": [0.5]}}}
+
+
+def test_read_finished_is_none_before_the_run_finishes(tmp_path):
+    folder = RunFolder(tmp_path)
+    assert folder.read_finished() is None and not folder.is_finished()
+    folder.write_results(FINISHED)
+    assert folder.is_finished() and folder.read_finished() == FINISHED
+
+
+@pytest.mark.parametrize(("text", "not_json", "problem"), [
+    ('{"summary": {', True, "Expecting"),
+    ("[1, 2]", False, "not a table"),
+    ('{"summary": {}, "metrics": {}}', False, "'metrics.steps' is not a table"),
+    ('{"summary": 3, "metrics": {"steps": {}}}', False, "'summary' is not a table"),
+])
+def test_read_finished_names_a_damaged_results_file(tmp_path, text, not_json, problem):
+    (tmp_path / "results.json").write_text(text)
+    with pytest.raises(Damaged, match="results.json is damaged") as info:
+        RunFolder(tmp_path).read_finished()
+    assert info.value.not_json is not_json and problem in info.value.problem
+
+
+def test_read_finished_checks_the_callers_keys_first_in_order(tmp_path):
+    RunFolder(tmp_path).write_results({**FINISHED, "protocol": {}})
+    folder = RunFolder(tmp_path)
+    with pytest.raises(Damaged) as info:
+        folder.read_finished({"protocol": ("name",), "seed": ()})
+    assert info.value.problem == "'protocol' has no 'name'"
+    with pytest.raises(Damaged) as info:
+        folder.read_finished({"seed": (), "protocol": ("name",)})
+    assert info.value.problem == "it has no key 'seed'"
+
+
+def test_a_copied_results_file_is_read_where_it_is(tmp_path):
+    RunFolder(tmp_path).write_results(FINISHED)
+    copy = tmp_path / "copy.json"
+    copy.write_text((tmp_path / "results.json").read_text())
+    (tmp_path / "results.json").unlink()
+    folder = RunFolder.given(copy)
+    assert folder.path == tmp_path and folder.read_finished() == FINISHED
+    assert RunFolder.given(tmp_path).read_finished() is None
+
+
+def test_lock_fd_shares_a_shared_lock_and_refuses_an_exclusive_one(tmp_path):
+    path = tmp_path / "claim"
+    path.write_text("x")
+    first, second = (os.open(path, os.O_RDONLY) for _ in range(2))
+    try:
+        assert lock_fd(first, shared=True) and lock_fd(second, shared=True)
+        os.close(second)
+        second = os.open(path, os.O_RDONLY)
+        assert not lock_fd(second)  # a reader holds it
+        os.close(first)
+        first = -1
+        assert lock_fd(second)
+    finally:
+        for fd in (first, second):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_only_runfolder_names_the_run_folders_files():
+    """The layout has one owner: no other module spells out a run folder's file names."""
+    names = {"results.json", "scenario.toml", "state.pt"}
+    found = []
+    for path in sorted((REPO / "czsl").rglob("*.py")):
+        if path.name == "runfolder.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value!r}")
+    assert not found, f"use czsl.runfolder.RunFolder instead: {found}"

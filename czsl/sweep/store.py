@@ -10,15 +10,17 @@
       state/<id>.json       a run that failed or diverged, with its one-line error and
                             its kind ("storage": a full disk, no permission, an I/O error)
 
-A run whose ``results.json`` is damaged (not a run's results: truncated, edited) reads as
-``"damaged"``; a damaged failure record is ignored (the run reads as it would without
-it). ``czsl sweep run`` repairs both (:meth:`SweepDir.repair`) and runs such a run
+A run whose ``results.json`` is damaged (not a run's results: truncated, edited; read by
+:meth:`czsl.runfolder.RunFolder.read_finished`) reads as ``"damaged"``; a damaged
+failure record is ignored (the run reads as it would without it). ``czsl sweep run``
+repairs both (:meth:`SweepDir.repair`) and runs such a run
 again, from its checkpoint if it has one. Every file is written whole or not at all
 (:func:`czsl.runfolder.atomic_write`); a temporary file that a killed process left
 is removed by the next ``run`` or ``status`` (:meth:`SweepDir.tidy`).
 
 A run is claimed with an exclusive create (``O_EXCL``) before it starts, and its
-process keeps an ``flock`` on the claim while it runs: a claim whose lock is free
+process keeps an ``flock`` on the claim while it runs (:func:`czsl.runfolder.lock_fd`,
+which locks run folders too): a claim whose lock is free
 belongs to a process that died (a killed worker or driver) and is taken over. Stdlib
 only: ``czsl sweep status`` and ``czsl sweep table`` read this without torch.
 """
@@ -36,15 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from czsl.errors import CZSLError, StorageError
-from czsl.runfolder import atomic_write_text, storage_error
+from czsl.runfolder import (CHECKPOINT_DIR, CHECKPOINT_STATE as _STATE, Damaged, RunFolder,
+                            lock_fd, read_json, storage_error, temp_files)
+from czsl.runfolder import write_json as _write_json
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: claims without liveness checks
-    fcntl = None
-
-#: a run folder's checkpoint, as czsl.checkpoint lays it out (read here without torch)
-CHECKPOINT_STATE = Path("checkpoint") / "state.pt"
+#: a run folder's checkpoint, relative to it (:class:`czsl.runfolder.RunFolder`)
+CHECKPOINT_STATE = Path(CHECKPOINT_DIR) / _STATE
 #: a claim left empty this long belongs to a process that died while creating it
 _EMPTY_CLAIM_S = 60.0
 #: a temporary file of the sweep's own writes left this long belongs to a killed process
@@ -55,10 +54,6 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPER
                             errno.EROFS, errno.EIO})
 #: what to do once the sweep folder's storage fault is fixed
 THEN = "then run the sweep again (finished runs are kept)"
-
-
-class Damaged(CZSLError):
-    """A file of the sweep folder is not what czsl wrote: truncated, edited, garbage."""
 
 
 def failure_kind(exc: BaseException) -> str | None:
@@ -115,7 +110,7 @@ class SweepDir:
         record = self.failure(run_id)
         if record is not None:
             return record["status"]
-        if (self.run_dir(run_id) / CHECKPOINT_STATE).is_file():
+        if RunFolder(self.run_dir(run_id)).checkpoint_state.is_file():
             return "resumable"
         return "pending"
 
@@ -124,15 +119,7 @@ class SweepDir:
 
         :raises Damaged: if it is not a run's results (truncated, edited).
         """
-        path = self.run_dir(run_id) / "results.json"
-        document = _read_json(path)
-        if document is None:
-            return None
-        metrics = document.get("metrics") if isinstance(document, dict) else None
-        if not (isinstance(document, dict) and isinstance(document.get("summary"), dict)
-                and isinstance(metrics, dict) and isinstance(metrics.get("steps"), dict)):
-            raise Damaged(f"{path} is damaged (not a run's results)")
-        return document
+        return RunFolder(self.run_dir(run_id)).read_finished()
 
     def failure(self, run_id: str) -> dict[str, Any] | None:
         """The recorded failure of ``run_id`` (``status``, ``error``, ``kind``), or
@@ -144,7 +131,7 @@ class SweepDir:
 
     def _failure(self, run_id: str) -> dict[str, Any] | None:
         path = self.state / f"{run_id}.json"
-        record = _read_json(path)
+        record = read_json(path)
         if record is None:
             return None
         if not (isinstance(record, dict) and record.get("status") in ("failed", "diverged")
@@ -195,7 +182,7 @@ class SweepDir:
         with storage_faults(self.root):
             for run_id in run_ids:
                 for read, path, then in (
-                        (self.results, self.run_dir(run_id) / "results.json",
+                        (self.results, RunFolder(self.run_dir(run_id)).results_file,
                          "the run runs again (from its checkpoint, if it has one)"),
                         (self._failure, self.state / f"{run_id}.json",
                          "the run counts as not failed")):
@@ -212,7 +199,7 @@ class SweepDir:
         folder (``status`` of a copied sweep)."""
         now = time.time()
         for folder in (self.root, self.state):
-            for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            for tmp in temp_files(folder):
                 with contextlib.suppress(OSError):
                     if now - tmp.stat().st_mtime > _STALE_TMP_S:
                         tmp.unlink()
@@ -225,7 +212,7 @@ class SweepDir:
         path = self.root / "sweep.json"
         fix = "run 'czsl sweep run' with the sweep's grid again to rewrite it"
         try:
-            plan = _read_json(path)
+            plan = read_json(path)
         except Damaged as exc:
             raise Damaged(f"{exc}; {fix}") from None
         if plan is None:
@@ -234,24 +221,6 @@ class SweepDir:
         if not _is_plan(plan):
             raise Damaged(f"{path} is damaged (not a sweep's plan); {fix}")
         return plan
-
-
-def _read_json(path: Path) -> Any:
-    """The JSON document in ``path``, or ``None`` if there is no such file.
-
-    :raises Damaged: if it is not JSON (truncated, garbage).
-    :raises CZSLError: if it cannot be read (no permission, an I/O error).
-    """
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        return None
-    except ValueError as exc:  # UnicodeDecodeError too
-        raise Damaged(f"{path} is damaged (not JSON: {' '.join(str(exc).split())[:100]})"
-                      ) from None
-    except OSError as exc:
-        raise CZSLError(f"{path} cannot be read ({exc.strerror}): give your user read "
-                        "permission, or check the disk; then run again") from None
 
 
 def _is_plan(plan: Any) -> bool:
@@ -265,22 +234,12 @@ def _is_plan(plan: Any) -> bool:
 
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as JSON to ``path`` whole or not at all
-    (:func:`czsl.runfolder.atomic_write_text`: no temporary file survives a failure).
+    (:func:`czsl.runfolder.write_json`, indented by one: no temporary file survives a
+    failure).
 
     :raises OSError: if it cannot be written.
     """
-    atomic_write_text(path, json.dumps(value, indent=1, sort_keys=False) + "\n")
-
-
-def _lock(fd: int, shared: bool = False) -> bool:
-    """Try to lock ``fd`` without waiting; whether it worked."""
-    if fcntl is None:  # pragma: no cover
-        return True
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
+    _write_json(path, value, indent=1)
 
 
 def _abandoned(path: Path, fd: int) -> bool:
@@ -297,7 +256,7 @@ def is_claimed(path: Path) -> bool:
     except (FileNotFoundError, NotADirectoryError):
         return False
     try:
-        return not _lock(fd, shared=True) or not _abandoned(path, fd)
+        return not lock_fd(fd, shared=True) or not _abandoned(path, fd)
     finally:
         os.close(fd)
 
@@ -322,8 +281,7 @@ def _claim(path: Path) -> int | None:
                 return None
             continue
         try:
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # waits only for a checker's brief look
+            lock_fd(fd, wait=True)  # waits only for a checker's brief look
             os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                                      "started": time.time()}).encode())
         except OSError:
@@ -345,7 +303,7 @@ def _take_over(path: Path) -> bool:
     except FileNotFoundError:
         return True
     try:
-        if not _lock(fd) or not _abandoned(path, fd):
+        if not lock_fd(fd) or not _abandoned(path, fd):
             return False
         try:
             if os.stat(path).st_ino != os.fstat(fd).st_ino:

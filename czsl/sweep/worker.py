@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from czsl.errors import StorageError
+from czsl.runfolder import RunFolder
 from czsl.sweep.store import SweepDir, claim, failure_kind, release, write_json
 
 
@@ -62,7 +63,7 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
         return {**out, "seconds": time.perf_counter() - started}
     try:
         run_dir = store.run_dir(run_id)
-        if (run_dir / "results.json").is_file():
+        if RunFolder(run_dir).is_finished():
             return {**out, "status": "skipped", "seconds": time.perf_counter() - started}
         _pin_threads(spec["threads"])
         # Avalanche warns at import that GEM's optional QP solver is missing; czsl has no GEM
