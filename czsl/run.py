@@ -99,24 +99,9 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
         run_dir.mkdir(parents=True, exist_ok=True)
     document = scenario_to_dict(scenario)
     document["protocol"] = {**document["protocol"], **resolved_protocol(built.stream)}
-    try:
-        with run_lock(run_dir), _storage_faults(run_dir):
-            return _train(built, run_dir, document, started=started, progress=progress,
-                          echo=echo, observers=observers)
-    except DivergenceError as exc:
-        # resuming would diverge again: the same settings, the same random draws
-        shutil.rmtree(run_dir, ignore_errors=True)
-        exc.args = (f"{exc} ({run_dir} was removed)",)
-        raise
-    except BaseException as exc:
-        if not has_checkpoint(run_dir):
-            # one rule for every cause (a plugin, a storage fault, a signal, a bug): a
-            # run stopped before its first task was saved has nothing to resume
-            shutil.rmtree(run_dir, ignore_errors=True)
-            if not isinstance(exc, CZSLError):  # those say so themselves
-                echo(f"note: stopped during task 0, before any task was saved; "
-                     f"{run_dir} was removed")
-        raise
+    with run_lock(run_dir):
+        return _session(built, run_dir, document, started=started, progress=progress,
+                        echo=echo, observers=observers)
 
 
 def use_threads(threads: int) -> int:
@@ -146,7 +131,9 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
     rebuilt from it as when the run started, then the checkpoint's state is loaded into
     them. On CPU the ``results.json`` is the one an uninterrupted run with the same seed
     writes, except ``wall_time_s``, which adds up the time of every session up to its
-    last checkpoint (work lost to the interruption is not counted).
+    last checkpoint (work lost to the interruption is not counted). The session is run
+    as :func:`run_scenario` runs one: a failure leaves what it would leave there (a run
+    that diverges is removed; after another failure the tasks saved stay resumable).
 
     :param run_dir: the run folder.
     :param data_dir: where the data are now; default: where the run read them.
@@ -195,10 +182,38 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
                             "the run started with, or start a new run")
         echo(f"note: resuming {run_dir} after task {checkpoint.step} "
              f"(tasks 0-{checkpoint.n_tasks - 1})")
+        return _session(built, run_dir, checkpoint.scenario, started=started,
+                        progress=progress, echo=echo, observers=observers, resume=checkpoint)
+
+
+def _session(built: BuiltRun, run_dir: Path, document: dict[str, Any], *,
+             echo: Callable[[str], None], resume: Checkpoint | None = None,
+             **loop: Any) -> RunResult:
+    """One session of a run, fresh (:func:`run_scenario`) or resumed (:func:`resume_run`),
+    in the locked ``run_dir``: the loop (:func:`_train`), and one policy for what a
+    failure leaves (docs/guarantees.md).
+
+    A run that diverged is removed, whatever it had saved: resuming it would diverge
+    again (the same settings, the same random draws). Any other stop keeps the folder
+    if a task was saved (it is resumable, :func:`czsl.blame.what_is_kept`), and removes
+    it otherwise. A storage fault becomes one line naming the folder and the fix.
+    """
+    try:
         with _storage_faults(run_dir):
-            return _train(built, run_dir, checkpoint.scenario, started=started,
-                          progress=progress, echo=echo, observers=observers,
-                          resume=checkpoint)
+            return _train(built, run_dir, document, echo=echo, resume=resume, **loop)
+    except DivergenceError as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        exc.args = (f"{exc} ({run_dir} was removed)",)
+        raise
+    except BaseException as exc:
+        if not has_checkpoint(run_dir):
+            # one rule for every cause (a plugin, a storage fault, a signal, a bug): a
+            # run stopped before its first task was saved has nothing to resume
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not isinstance(exc, CZSLError):  # those say so themselves
+                echo(f"note: stopped during task 0, before any task was saved; "
+                     f"{run_dir} was removed")
+        raise
 
 
 @contextlib.contextmanager
