@@ -380,12 +380,11 @@ def _check_avalanche_plugins(result: Any, kind: str, name: str,
 
 def plugin_observers(plugins: Plugins, scenario: Scenario) -> list[Any]:
     """Every plugin's ``czsl_observers(scenario)``, in plugin order, checked: each must
-    return a list of :class:`czsl.observers.Observer`.
+    return a list of :class:`czsl.observers.Observer` (checked by their methods and
+    ``name``: :mod:`czsl.observers` builds on this module).
 
     :raises PluginError: naming the plugin whose hook raised or returned anything else.
     """
-    from czsl.observers import Observer
-
     found: list[Any] = []
     for impl in plugins.pm.hook.czsl_observers.get_hookimpls():
         label = plugins.plugin_label(impl.plugin_name)
@@ -394,12 +393,18 @@ def plugin_observers(plugins: Plugins, scenario: Scenario) -> list[Any]:
         except Exception as exc:
             raise PluginError(f"{label} failed in czsl_observers: {type(exc).__name__}: "
                               f"{exc}") from exc
-        if not isinstance(result, (list, tuple)) or not all(
-                isinstance(o, Observer) for o in result):
+        if not isinstance(result, (list, tuple)) or not all(map(_is_observer, result)):
             raise PluginError(f"{label} returned {brief(result)} from czsl_observers, which "
                               "must return a list of czsl.observers.Observer")
         found += result
     return found
+
+
+def _is_observer(obj: Any) -> bool:
+    """``obj`` has what the run calls on a :class:`czsl.observers.Observer`."""
+    return isinstance(getattr(obj, "name", None), str) and all(
+        callable(getattr(obj, m, None)) for m in ("before_run", "after_task", "after_run",
+                                                  "close"))
 
 
 def build_generator(plugins: Plugins, name: str, options: dict[str, Any], n_features: int,
