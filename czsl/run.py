@@ -6,10 +6,13 @@ the checkpoint of its last finished task (:mod:`czsl.checkpoint`).
 
 The way through a run: :func:`czsl.build.build_run` reads the data, splits it into
 tasks and builds every component (every bad input is raised there, before the run
-folder is created, so it leaves nothing behind); then, for each task, the learner trains
-on it, the model is tested outside the learner (:func:`czsl.predict.predict`), and the
-run's observers (:mod:`czsl.observers`: divergence check, TensorBoard, progress,
-checkpoint, then the caller's) see the result; finally ``results.json`` is written.
+folder is created, so it leaves nothing behind); then one session (:func:`_session`,
+the same for a fresh and a resumed run) runs the loop: for each task, the learner
+trains on it, the model is tested outside the learner (:func:`czsl.predict.predict`),
+and the run's observers (:mod:`czsl.observers`: divergence check, TensorBoard, progress,
+checkpoint, then the plugins' and the caller's) see the result; once every task has
+finished they see the results (TensorBoard's HParams, ``results.json``, then the
+plugins' and the caller's).
 
 A plugin that raises during training is named in a :class:`czsl.errors.PluginError`
 (:mod:`czsl.blame`); the run folder then keeps the checkpoint of the tasks that
