@@ -62,6 +62,8 @@ class BuiltRun:
         (``"setup"``).
     :param generators: the generators the replay has built so far (a live list: a replay
         may build them while training), whose logged losses TensorBoard shows.
+    :param observers: what the plugins' ``czsl_observers`` hooks add to the run's
+        observers (:mod:`czsl.observers`), in plugin order.
     """
 
     scenario: Scenario
@@ -77,6 +79,7 @@ class BuiltRun:
     generator: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     generators: list[CheckedGenerator] = field(default_factory=list)
+    observers: list[Any] = field(default_factory=list)
 
     def fingerprint(self) -> str:
         """A hash of the data and the task split, to check a resumed run reads the same."""
@@ -208,13 +211,14 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
                             n_features, n_attributes)
     learner = make_learner(model, view, scenario.train, device, extra)
     check_checkpointable(learner, model, view, owners)
+    observers = plugin_observers(plugins, scenario)
     return BuiltRun(scenario=scenario, data_dir=data_dir, device=device, dataset=dataset,
                     stream=stream, view=view, model=model, extra=extra, learner=learner,
                     owners=owners,
                     generator=scenario.generator.name if built_generators else None,
                     timings={"data": loaded - started,
                              "setup": time.perf_counter() - loaded},
-                    generators=built_generators)
+                    generators=built_generators, observers=observers)
 
 
 def make_model(plugins: Plugins, scenario: Scenario, n_features: int,
@@ -372,6 +376,35 @@ def _check_avalanche_plugins(result: Any, kind: str, name: str,
         raise PluginError(f"{item.label()} returned {brief(result)}; czsl_make_{kind} must "
                           "return a list of avalanche.core.SupervisedPlugin")
     return list(result)
+
+
+def plugin_observers(plugins: Plugins, scenario: Scenario) -> list[Any]:
+    """Every plugin's ``czsl_observers(scenario)``, in plugin order, checked: each must
+    return a list of :class:`czsl.observers.Observer` (checked by their methods and
+    ``name``: :mod:`czsl.observers` builds on this module).
+
+    :raises PluginError: naming the plugin whose hook raised or returned anything else.
+    """
+    found: list[Any] = []
+    for impl in plugins.pm.hook.czsl_observers.get_hookimpls():
+        label = plugins.plugin_label(impl.plugin_name)
+        try:
+            result = impl.function(**{a: scenario for a in impl.argnames if a == "scenario"})
+        except Exception as exc:
+            raise PluginError(f"{label} failed in czsl_observers: {type(exc).__name__}: "
+                              f"{exc}") from exc
+        if not isinstance(result, (list, tuple)) or not all(map(_is_observer, result)):
+            raise PluginError(f"{label} returned {brief(result)} from czsl_observers, which "
+                              "must return a list of czsl.observers.Observer")
+        found += result
+    return found
+
+
+def _is_observer(obj: Any) -> bool:
+    """``obj`` has what the run calls on a :class:`czsl.observers.Observer`."""
+    return isinstance(getattr(obj, "name", None), str) and all(
+        callable(getattr(obj, m, None)) for m in ("before_run", "after_task", "after_run",
+                                                  "close"))
 
 
 def build_generator(plugins: Plugins, name: str, options: dict[str, Any], n_features: int,

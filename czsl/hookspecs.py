@@ -310,3 +310,25 @@ def czsl_make_generator_loss(
 
     .. versionadded:: 0.1
     """
+
+
+@hookspec
+def czsl_observers(scenario: Any) -> list[Any]:
+    """Observers to add to every run: each plugin's, not only one (not ``firstresult``).
+
+    Called once per run session (a resumed run calls it again), after the components are
+    built and before the run folder is created. Each returned object is a
+    :class:`czsl.observers.Observer`: its ``before_run``, ``after_task``, ``after_run``
+    and ``close`` are called like those passed to ``run_scenario(observers=...)``, after
+    czsl's own (so it sees a task only once it is saved, and the results once
+    ``results.json`` is written) and before the caller's; its time is reported under
+    its ``name`` in the run's timings. An exception it raises stops the run; the tasks
+    saved stay resumable.
+
+    Import what the observers need inside the hook, not at module level (see above).
+
+    :param scenario: the run's :class:`czsl.config.Scenario`.
+    :return: a list of observers (empty to add none).
+
+    .. versionadded:: 0.1
+    """

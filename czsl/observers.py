@@ -1,19 +1,24 @@
-"""What happens after each task: observers of a run.
+"""What happens around each task: observers of a run.
 
-After task ``t`` has trained and the model has been tested, the run calls
-``after_task(end)`` of each of its observers, in order, with a :class:`TaskEnd`; once
-every task has finished it calls ``after_run(results)``; ``close()`` always. czsl's own
-are, in this order:
+A run calls ``before_run(start)`` of each of its observers, in order, with a
+:class:`RunStart`, once the session is ready to train (a resumed run: once the
+checkpoint's state is loaded); after task ``t`` has trained and the model has been
+tested, ``after_task(end)`` with a :class:`TaskEnd`; once every task has finished,
+``after_run(results)``; ``close()`` always. czsl's own are, in this order:
 
 1. :class:`DivergenceCheck` — stops a run whose test logits hold NaN or infinity;
-2. :class:`StepLogger` — the step's scalars and figures in TensorBoard;
+2. :class:`TensorBoard` — each mini-batch's losses, each step's scalars and figures,
+   and the HParams row once the run has finished (:mod:`czsl.board`);
 3. :class:`ProgressBar` — the bar on stderr;
-4. :class:`Checkpointer` — the checkpoint of the task (the commit point of a resume).
+4. :class:`Checkpointer` — the checkpoint of the task (the commit point of a resume);
+5. :class:`ResultsFile` — ``results.json``, once every task has finished.
 
-A user's observers (``run_scenario(..., observers=[...])``) come after them, so they see
-a step only once it is saved. The run times every observer (:attr:`Observer.name` ->
-seconds in :attr:`czsl.results.RunResult.timings`), so a benchmark needs no patching to
-break a run's time down.
+Then come the observers that plugins add (the ``czsl_observers`` hook,
+:mod:`czsl.hookspecs`), then the caller's (``run_scenario(..., observers=[...])``): they
+see a step only once it is saved, and the results once ``results.json`` is written. The
+run times every observer (:attr:`Observer.name` -> seconds in
+:attr:`czsl.results.RunResult.timings`), so a benchmark needs no patching to break a
+run's time down.
 """
 
 from __future__ import annotations
@@ -31,10 +36,30 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from czsl import metrics
+from czsl.blame import unpicklable_error, what_is_kept
+from czsl.board import LossLogger, RunLogger
+from czsl.build import checkpoint_refs
+from czsl.checkpoint import (Checkpoint, Unpicklable, dump_learner_state, rng_state,
+                             save_checkpoint)
 from czsl.errors import DivergenceError
+from czsl.runfolder import write_results
 
 if TYPE_CHECKING:  # pragma: no cover - type names only
     from czsl.build import BuiltRun
+
+
+@dataclass
+class RunStart:
+    """A session of a run about to train its first task, as observers see it.
+
+    :param built: the run's components (a resumed run's with the checkpoint's state).
+    :param run_dir: the run folder.
+    :param first: the first task this session trains (above 0: a resumed run).
+    """
+
+    built: BuiltRun
+    run_dir: Path
+    first: int
 
 
 @dataclass
@@ -82,6 +107,10 @@ class Observer:
 
     name = "observer"
 
+    def before_run(self, start: RunStart) -> None:
+        """The session is about to train task ``start.first``. It must not draw random
+        numbers (the run's numbers would change)."""
+
     def after_task(self, end: TaskEnd) -> None:
         """Task ``end.step`` has trained and been tested."""
 
@@ -113,18 +142,28 @@ def diverged(model: torch.nn.Module, step: int, scenario: Any) -> str:
             "of the regularizer or generator losses, and start the run again")
 
 
-class StepLogger(Observer):
-    """Logs each step's metrics and figures to TensorBoard through a run logger, and
-    what the run's generators logged during the task.
+class TensorBoard(Observer):
+    """The run in TensorBoard (:mod:`czsl.board`): every mini-batch's losses (through a
+    :class:`czsl.board.LossLogger` it puts first among the learner's Avalanche plugins:
+    it must see the loss before regularizers add to it; it is not checkpointed), each
+    step's metrics and figures, what the run's generators logged during the task, and
+    the HParams row once the run has finished.
 
-    :param logger: the run's TensorBoard logger (``log_step(step, run, curve)``,
-        ``log_generator(name, value, index)``).
+    :param run_dir: the run folder.
+    :param document: the scenario as ``scenario.toml`` holds it (the HParams columns).
     """
 
     name = "tensorboard"
 
-    def __init__(self, logger: Any) -> None:
-        self.logger = logger
+    def __init__(self, run_dir: Path, document: dict[str, Any]) -> None:
+        self.logger = RunLogger(run_dir)
+        self.document = document
+
+    def before_run(self, start: RunStart) -> None:
+        learner = start.built.learner
+        learner.plugins.insert(0, LossLogger(self.logger))
+        if start.first:  # hide what the stopped session logged after its last checkpoint
+            self.logger.purge_from(learner.clock.train_iterations)
 
     def after_task(self, end: TaskEnd) -> None:
         self.logger.log_step(end.step, end.metrics, end.curve)
@@ -132,6 +171,12 @@ class StepLogger(Observer):
         for generator in getattr(end.built, "generators", ()):
             for name, index, value in generator.losses.drain():
                 self.logger.log_generator(name, value, index)
+
+    def after_run(self, results: dict[str, Any]) -> None:
+        self.logger.write_hparams(self.document, results)
+
+    def close(self) -> None:
+        self.logger.close()
 
 
 class ProgressBar(Observer):
@@ -163,18 +208,52 @@ class ProgressBar(Observer):
 
 
 class Checkpointer(Observer):
-    """Saves the run's state after each task (:mod:`czsl.checkpoint`).
+    """Saves the run's state after each task (:mod:`czsl.checkpoint`), naming a plugin
+    whose state cannot be saved.
 
-    :param save: ``save(end)`` writes the checkpoint of ``end.step``.
+    :param document: the scenario as ``scenario.toml`` holds it.
+    :param elapsed_s: the run's time so far, every session's (asked at each save).
     """
 
     name = "checkpoint"
 
-    def __init__(self, save: Callable[[TaskEnd], None]) -> None:
-        self.save = save
+    def __init__(self, document: dict[str, Any], elapsed_s: Callable[[], float]) -> None:
+        self.document = document
+        self.elapsed_s = elapsed_s
+
+    def before_run(self, start: RunStart) -> None:
+        built = self.built = start.built
+        # live objects a plugin's state may point to: checkpointed as references
+        self.refs = checkpoint_refs(built.learner, built.model, built.view)
+        data_dir = None if built.data_dir is None else str(Path(built.data_dir).resolve())
+        self.fields = {"n_tasks": built.stream.n_tasks, "scenario": self.document,
+                       "data_dir": data_dir, "fingerprint": built.fingerprint(),
+                       "plugin_classes": built.plugin_classes()}
 
     def after_task(self, end: TaskEnd) -> None:
-        self.save(end)
+        learner = self.built.learner
+        try:
+            blobs = dump_learner_state(learner.state_dict(), self.refs)
+        except Unpicklable as exc:
+            raise unpicklable_error(exc, learner.extra_plugins, self.built.owners, self.refs,
+                                    when=f"after task {end.step}",
+                                    kept=what_is_kept(end.run_dir, end.step)) from exc.cause
+        save_checkpoint(end.run_dir, Checkpoint(
+            learner=blobs, step=end.step, records=end.records, elapsed_s=self.elapsed_s(),
+            rng=rng_state(), **self.fields))
+
+
+class ResultsFile(Observer):
+    """Writes ``results.json`` once every task has finished
+    (:func:`czsl.runfolder.write_results`)."""
+
+    name = "results"
+
+    def before_run(self, start: RunStart) -> None:
+        self.run_dir = start.run_dir
+
+    def after_run(self, results: dict[str, Any]) -> None:
+        write_results(self.run_dir, results)
 
 
 @contextlib.contextmanager

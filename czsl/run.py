@@ -6,10 +6,13 @@ the checkpoint of its last finished task (:mod:`czsl.checkpoint`).
 
 The way through a run: :func:`czsl.build.build_run` reads the data, splits it into
 tasks and builds every component (every bad input is raised there, before the run
-folder is created, so it leaves nothing behind); then, for each task, the learner trains
-on it, the model is tested outside the learner (:func:`czsl.predict.predict`), and the
-run's observers (:mod:`czsl.observers`: divergence check, TensorBoard, progress,
-checkpoint, then the caller's) see the result; finally ``results.json`` is written.
+folder is created, so it leaves nothing behind); then one session (:func:`_session`,
+the same for a fresh and a resumed run) runs the loop: for each task, the learner
+trains on it, the model is tested outside the learner (:func:`czsl.predict.predict`),
+and the run's observers (:mod:`czsl.observers`: divergence check, TensorBoard, progress,
+checkpoint, then the plugins' and the caller's) see the result; once every task has
+finished they see the results (TensorBoard's HParams, ``results.json``, then the
+plugins' and the caller's).
 
 A plugin that raises during training is named in a :class:`czsl.errors.PluginError`
 (:mod:`czsl.blame`); the run folder then keeps the checkpoint of the tasks that
@@ -34,29 +37,19 @@ import tomli_w
 import torch
 
 from czsl import metrics
-from czsl.blame import plugin_failure, unpicklable_error, what_is_kept
-from czsl.board import LossLogger, RunLogger
+from czsl.blame import plugin_failure, what_is_kept
 from czsl.build import BuiltRun, build_run, checkpoint_refs
-from czsl.checkpoint import (
-    Checkpoint,
-    Unpicklable,
-    dump_learner_state,
-    has_checkpoint,
-    load_checkpoint,
-    load_learner_state,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from czsl.checkpoint import (Checkpoint, has_checkpoint, load_checkpoint, load_learner_state,
+                             set_rng_state)
 from czsl.config import Scenario, load_scenario, scenario_to_dict
 from czsl.errors import CZSLError, DivergenceError, PluginError
-from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, StepLogger,
-                            TaskEnd, timed)
+from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, ResultsFile,
+                            RunStart, TaskEnd, TensorBoard, timed)
 from czsl.predict import predict_batches
 from czsl.results import (RunResult, resolved_protocol, results_document, static_gzsl,
                           static_split)
 from czsl.runfolder import (RunFolder, check_writable, json_ready, new_run_dir, run_lock,
-                            storage_error, tidy, write_results, write_scenario)
+                            storage_error, tidy, write_scenario)
 
 
 def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
@@ -99,24 +92,9 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
         run_dir.mkdir(parents=True, exist_ok=True)
     document = scenario_to_dict(scenario)
     document["protocol"] = {**document["protocol"], **resolved_protocol(built.stream)}
-    try:
-        with run_lock(run_dir), _storage_faults(run_dir):
-            return _train(built, run_dir, document, started=started, progress=progress,
-                          echo=echo, observers=observers)
-    except DivergenceError as exc:
-        # resuming would diverge again: the same settings, the same random draws
-        shutil.rmtree(run_dir, ignore_errors=True)
-        exc.args = (f"{exc} ({run_dir} was removed)",)
-        raise
-    except BaseException as exc:
-        if not has_checkpoint(run_dir):
-            # one rule for every cause (a plugin, a storage fault, a signal, a bug): a
-            # run stopped before its first task was saved has nothing to resume
-            shutil.rmtree(run_dir, ignore_errors=True)
-            if not isinstance(exc, CZSLError):  # those say so themselves
-                echo(f"note: stopped during task 0, before any task was saved; "
-                     f"{run_dir} was removed")
-        raise
+    with run_lock(run_dir):
+        return _session(built, run_dir, document, started=started, progress=progress,
+                        echo=echo, observers=observers)
 
 
 def use_threads(threads: int) -> int:
@@ -146,7 +124,9 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
     rebuilt from it as when the run started, then the checkpoint's state is loaded into
     them. On CPU the ``results.json`` is the one an uninterrupted run with the same seed
     writes, except ``wall_time_s``, which adds up the time of every session up to its
-    last checkpoint (work lost to the interruption is not counted).
+    last checkpoint (work lost to the interruption is not counted). The session is run
+    as :func:`run_scenario` runs one: a failure leaves what it would leave there (a run
+    that diverges is removed; after another failure the tasks saved stay resumable).
 
     :param run_dir: the run folder.
     :param data_dir: where the data are now; default: where the run read them.
@@ -195,10 +175,38 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
                             "the run started with, or start a new run")
         echo(f"note: resuming {run_dir} after task {checkpoint.step} "
              f"(tasks 0-{checkpoint.n_tasks - 1})")
+        return _session(built, run_dir, checkpoint.scenario, started=started,
+                        progress=progress, echo=echo, observers=observers, resume=checkpoint)
+
+
+def _session(built: BuiltRun, run_dir: Path, document: dict[str, Any], *,
+             echo: Callable[[str], None], resume: Checkpoint | None = None,
+             **loop: Any) -> RunResult:
+    """One session of a run, fresh (:func:`run_scenario`) or resumed (:func:`resume_run`),
+    in the locked ``run_dir``: the loop (:func:`_train`), and one policy for what a
+    failure leaves (docs/guarantees.md).
+
+    A run that diverged is removed, whatever it had saved: resuming it would diverge
+    again (the same settings, the same random draws). Any other stop keeps the folder
+    if a task was saved (it is resumable, :func:`czsl.blame.what_is_kept`), and removes
+    it otherwise. A storage fault becomes one line naming the folder and the fix.
+    """
+    try:
         with _storage_faults(run_dir):
-            return _train(built, run_dir, checkpoint.scenario, started=started,
-                          progress=progress, echo=echo, observers=observers,
-                          resume=checkpoint)
+            return _train(built, run_dir, document, echo=echo, resume=resume, **loop)
+    except DivergenceError as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        exc.args = (f"{exc} ({run_dir} was removed)",)
+        raise
+    except BaseException as exc:
+        if not has_checkpoint(run_dir):
+            # one rule for every cause (a plugin, a storage fault, a signal, a bug): a
+            # run stopped before its first task was saved has nothing to resume
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not isinstance(exc, CZSLError):  # those say so themselves
+                echo(f"note: stopped during task 0, before any task was saved; "
+                     f"{run_dir} was removed")
+        raise
 
 
 @contextlib.contextmanager
@@ -219,72 +227,28 @@ def _storage_faults(run_dir: Path) -> Iterator[None]:
 def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started: float,
            progress: bool, echo: Callable[[str], None], observers: Sequence[Observer],
            resume: Checkpoint | None = None) -> RunResult:
-    """Train the remaining tasks in ``run_dir``, checkpoint each, write the results."""
-    scenario, stream, device, learner = (built.scenario, built.stream, built.device,
-                                         built.learner)
+    """The loop: train and test the remaining tasks in ``run_dir``, the observers seeing
+    each (czsl's own, then the plugins', then ``observers``); then the results."""
+    scenario, stream = built.scenario, built.stream
     timings = dict(built.timings)
-    logger = RunLogger(run_dir)
     if resume is None:
         write_scenario(run_dir, document)
-    # first: it must see the loss before regularizers add to it; not checkpointed
-    learner.plugins.insert(0, LossLogger(logger))
-    # live objects a plugin's state may point to: checkpointed as references
-    refs = checkpoint_refs(learner, built.model, built.view)
-
     # what the run keeps of each step: O(T) numbers, never the logits of earlier steps
-    records: list[dict[str, torch.Tensor]] = []
-    elapsed = 0.0  # training time of earlier sessions
-    if resume is not None:
-        records = [{k: v.to(device) for k, v in r.items()} for r in resume.records]
-        built.start_task(resume.step)
-        learner.load_state_dict(load_learner_state(resume.learner, refs))
-        # a replay's generator comes back from the checkpoint as a new object (its
-        # weights, its losses' counters): log and report the one the learner now holds
-        built.generators[:] = _held_generators(learner.plugins) or built.generators
-        logger.purge_from(learner.clock.train_iterations)
-        # the generators as they were at the end of the task, not as rebuilding left them
-        set_rng_state(resume.rng)
-        elapsed = resume.elapsed_s
-    first = len(records)
-    data_dir = None if built.data_dir is None else str(Path(built.data_dir).resolve())
-
-    def save(end: TaskEnd) -> None:
-        _checkpoint(built, refs, run_dir, step=end.step, records=end.records,
-                    n_tasks=stream.n_tasks, scenario=document, data_dir=data_dir,
-                    fingerprint=built.fingerprint(), plugin_classes=built.plugin_classes(),
-                    elapsed_s=elapsed + time.perf_counter() - started, rng=rng_state())
-
-    everyone = [DivergenceCheck(), StepLogger(logger),
+    records = [] if resume is None else _restore(built, resume)
+    elapsed = 0.0 if resume is None else resume.elapsed_s  # time of earlier sessions
+    first = step = len(records)
+    everyone = [DivergenceCheck(), TensorBoard(run_dir, document),
                 ProgressBar(scenario.name, stream.n_tasks, first, progress),
-                Checkpointer(save), *observers]
-    step = first
+                Checkpointer(document, lambda: elapsed + time.perf_counter() - started),
+                ResultsFile(), *built.observers, *observers]
     try:
+        for observer in everyone:
+            _observe(observer, "before_run", RunStart(built, run_dir, first), timings)
         for step in range(first, stream.n_tasks):
-            try:
-                built.start_task(step)
-                with timed(timings, "training"):
-                    learner.train_task(step)
-                # scored chunk by chunk: the [N_test, C] logits are never held at once
-                splits = _splits(stream, step).to(device)
-                scores = metrics.StepScorer(splits)
-                with timed(timings, "testing"):
-                    predict_batches(built.model, stream.test_x, n_classes=stream.n_classes,
-                                    batch_size=scenario.train.eval_batch_size,
-                                    device=device,
-                                    each=_calibrated(scores, splits[0],
-                                                     scenario.protocol.seen_scale))
-            except Exception as exc:
-                failure = plugin_failure(exc, built.owners, step, run_dir)
-                if failure is None and isinstance(exc, PluginError):
-                    # a contract check (czsl.generators) already named the plugin
-                    raise PluginError(f"{exc} (during task {step}). "
-                                      f"{what_is_kept(run_dir, step)}") from exc
-                if failure is None:  # czsl's own code failed: a bug, keep its traceback
-                    raise
-                raise failure from exc
+            scores = _train_and_test(built, step, run_dir, timings)
             with timed(timings, "metrics"):
-                record = metrics.record_from_scores(scores, stream.test_y.to(device),
-                                                    stream.class_to_task.to(device),
+                record = metrics.record_from_scores(scores, stream.test_y.to(built.device),
+                                                    stream.class_to_task.to(built.device),
                                                     per_class=stream.per_class)
                 gzsl = static_gzsl(stream, scores)  # kept for the last step's results
                 if gzsl is not None:
@@ -292,29 +256,12 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
             end = TaskEnd(step=step, built=built, run_dir=run_dir, scores=scores,
                           records=[*records, record], timings=timings)
             for observer in everyone:
-                _observe(observer, end, timings)
+                _observe(observer, "after_task", end, timings)
             records.append(record)
         with timed(timings, "results"):
-            gzsl = {k.removeprefix("gzsl:"): v for k, v in records[-1].items()
-                    if k.startswith("gzsl:")}
-            results = results_document(
-                scenario, built.dataset.source, stream,
-                metrics.metrics_from_steps(records, per_class=stream.per_class), gzsl or None)
-            results["generator"] = built.generator
-            if built.generators:  # added only with generative replay: other runs unchanged
-                results["generator_losses"] = list(built.generators[0].losses.names)
-                for note in built.generators[0].notes():
-                    echo(f"note: {note}")
-                    results["notes"].append(note)
-            # a replay that read unseen classes' attributes during training says so
-            results["semantic_transductive"] = built.view.semantic_transductive
-            results["runtime"] = runtime_settings(built)
-            results["wall_time_s"] = elapsed + time.perf_counter() - started
-            results = json_ready(results)
-            logger.write_hparams(document, results)
-            write_results(run_dir, results)
-        for observer in everyone:
-            observer.after_run(results)
+            results = _results(built, records, elapsed + time.perf_counter() - started, echo)
+        for observer in everyone:  # HParams, results.json, then the plugins' and caller's
+            _observe(observer, "after_run", results, timings)
     except KeyboardInterrupt:
         if has_checkpoint(run_dir):
             echo(f"note: interrupted during task {step}; the tasks before it are saved: "
@@ -323,9 +270,74 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
     finally:
         for observer in everyone:
             observer.close()
-        logger.close()
     tidy(run_dir)  # finished: nothing left to resume
     return RunResult(run_dir, results, timings)
+
+
+def _restore(built: BuiltRun, resume: Checkpoint) -> list[dict[str, torch.Tensor]]:
+    """Load the checkpoint's state into the rebuilt run; return its step records."""
+    learner = built.learner
+    records = [{k: v.to(built.device) for k, v in r.items()} for r in resume.records]
+    built.start_task(resume.step)
+    # live objects a plugin's state may point to: checkpointed as references
+    refs = checkpoint_refs(learner, built.model, built.view)
+    learner.load_state_dict(load_learner_state(resume.learner, refs))
+    # a replay's generator comes back from the checkpoint as a new object (its
+    # weights, its losses' counters): log and report the one the learner now holds
+    built.generators[:] = _held_generators(learner.plugins) or built.generators
+    # the generators as they were at the end of the task, not as rebuilding left them
+    set_rng_state(resume.rng)
+    return records
+
+
+def _train_and_test(built: BuiltRun, step: int, run_dir: Path,
+                    timings: dict[str, float]) -> metrics.StepScorer:
+    """Train task ``step``, test the model on the whole test set; name the plugin that
+    fails (:mod:`czsl.blame`)."""
+    scenario, stream, device = built.scenario, built.stream, built.device
+    try:
+        built.start_task(step)
+        with timed(timings, "training"):
+            built.learner.train_task(step)
+        # scored chunk by chunk: the [N_test, C] logits are never held at once
+        splits = _splits(stream, step).to(device)
+        scores = metrics.StepScorer(splits)
+        with timed(timings, "testing"):
+            predict_batches(built.model, stream.test_x, n_classes=stream.n_classes,
+                            batch_size=scenario.train.eval_batch_size, device=device,
+                            each=_calibrated(scores, splits[0], scenario.protocol.seen_scale))
+        return scores
+    except Exception as exc:
+        failure = plugin_failure(exc, built.owners, step, run_dir)
+        if failure is None and isinstance(exc, PluginError):
+            # a contract check (czsl.generators) already named the plugin
+            raise PluginError(f"{exc} (during task {step}). "
+                              f"{what_is_kept(run_dir, step)}") from exc
+        if failure is None:  # czsl's own code failed: a bug, keep its traceback
+            raise
+        raise failure from exc
+
+
+def _results(built: BuiltRun, records: list[dict[str, torch.Tensor]], wall_time_s: float,
+             echo: Callable[[str], None]) -> dict[str, Any]:
+    """``results.json``'s content, from every step's record."""
+    scenario, stream = built.scenario, built.stream
+    gzsl = {k.removeprefix("gzsl:"): v for k, v in records[-1].items()
+            if k.startswith("gzsl:")}
+    results = results_document(
+        scenario, built.dataset.source, stream,
+        metrics.metrics_from_steps(records, per_class=stream.per_class), gzsl or None)
+    results["generator"] = built.generator
+    if built.generators:  # added only with generative replay: other runs unchanged
+        results["generator_losses"] = list(built.generators[0].losses.names)
+        for note in built.generators[0].notes():
+            echo(f"note: {note}")
+            results["notes"].append(note)
+    # a replay that read unseen classes' attributes during training says so
+    results["semantic_transductive"] = built.view.semantic_transductive
+    results["runtime"] = runtime_settings(built)
+    results["wall_time_s"] = wall_time_s
+    return json_ready(results)
 
 
 def _held_generators(plugins: Sequence[Any]) -> list[Any]:
@@ -364,25 +376,14 @@ def _splits(stream: Any, step: int) -> torch.Tensor:
     return torch.stack([own, fixed])
 
 
-def _observe(observer: Observer, end: TaskEnd, timings: dict[str, float]) -> None:
-    """Call ``observer.after_task(end)``; its time, less the metrics it computed, goes
+def _observe(observer: Observer, method: str, argument: Any,
+             timings: dict[str, float]) -> None:
+    """Call ``observer.<method>(argument)``; its time, less the metrics it computed, goes
     to ``timings[observer.name]``."""
     before = timings.get("metrics", 0.0)
     start = time.perf_counter()
-    observer.after_task(end)
+    getattr(observer, method)(argument)
     spent = time.perf_counter() - start - (timings.get("metrics", 0.0) - before)
     timings[observer.name] = timings.get(observer.name, 0.0) + spent
 
 
-def _checkpoint(built: BuiltRun, refs: dict[str, Any], run_dir: Path, **fields: Any) -> None:
-    """Save a :class:`Checkpoint` of ``fields`` and the learner's state; name a plugin
-    whose state cannot be saved."""
-    step = fields["step"]
-    learner = built.learner
-    try:
-        blobs = dump_learner_state(learner.state_dict(), refs)
-    except Unpicklable as exc:
-        raise unpicklable_error(exc, learner.extra_plugins, built.owners, refs,
-                                when=f"after task {step}",
-                                kept=what_is_kept(run_dir, step)) from exc.cause
-    save_checkpoint(run_dir, Checkpoint(learner=blobs, **fields))

@@ -15,6 +15,7 @@ from czsl.config import load_scenario
 from czsl.errors import PluginError
 from czsl.observers import Observer
 from czsl.run import run_scenario
+from tests.conftest import write_plugin_package
 
 TINY = ["train.epochs=1", "data.synthesis.n_classes=12", "data.synthesis.n_unseen=3",
         "data.synthesis.samples_per_class=12", "data.synthesis.n_features=8",
@@ -214,3 +215,26 @@ def test_a_factorys_own_type_error_is_a_bug_not_a_rejected_option(typo_plugin):
     with pytest.raises(PluginError, match="failed to build, a bug in that plugin") as bug:
         Plugins().make("regularizer", "typo", {"strength": 2}, stream=None)
     assert "czsl-test-typo" in str(bug.value) and "rejected" not in str(bug.value)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("return [object()]", "from czsl_observers, which must return a list of "
+                          "czsl.observers.Observer"),
+    ("raise RuntimeError('no journal')", "failed in czsl_observers: RuntimeError: no journal"),
+], ids=["not_an_observer", "raises"])
+def test_a_plugins_observers_are_checked_before_the_run_folder_exists(tmp_path, plugin_dir,
+                                                                      body, message):
+    write_plugin_package(plugin_dir, "czsl-test-badobs", "czsl_test_badobs",
+                         {"badobs": "czsl_test_badobs"}, f"""
+        from czsl import hookimpl
+
+        @hookimpl
+        def czsl_observers(scenario):
+            {body}
+        """)
+    with pytest.raises(PluginError) as err:
+        run_scenario(load_scenario(None, TINY), runs_dir=tmp_path / "runs", progress=False,
+                     echo=lambda _: None)
+    assert str(err.value).startswith("plugin 'badobs' (czsl-test-badobs 0.1) ")
+    assert message in str(err.value)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

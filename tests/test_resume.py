@@ -34,6 +34,7 @@ from czsl.checkpoint import (
     STATE_FILE,
     Unpicklable,
     dump_learner_state,
+    has_checkpoint,
     load_checkpoint,
     load_learner_state,
 )
@@ -474,6 +475,25 @@ def test_a_diverging_run_stops_at_once_and_leaves_nothing(tmp_path, capsys, over
     assert f"training diverged during task {step}: the model's " in err
     assert "hold NaN or infinity" in err and "Lower the learning rate" in err
     assert not any(tmp_path.iterdir())  # neither results nor a checkpoint to resume
+
+
+def test_a_resumed_run_that_diverges_is_removed_like_a_fresh_one(tmp_path, monkeypatch,
+                                                                   capsys):
+    # EWC's huge weight blows plain SGD up from task 1 on: stop before it, then resume
+    overrides = ["regularizer=ewc_online", "regularizer.ewc_lambda=1e30",
+                 "train.optimizer='sgd'"]
+    scenario = load_scenario(None, FAST + overrides)
+    _interrupt_at(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_scenario(scenario, runs_dir=tmp_path, **QUIET)
+    monkeypatch.undo()
+    run_dir = tmp_path / scenario.name
+    assert has_checkpoint(run_dir)  # task 0 saved: resumable
+    code, _, err = _cli(capsys, "run", "--resume", str(run_dir), "--no-progress")
+    assert code == 2 and "Traceback" not in err, err
+    assert "training diverged during task 1: the model's " in err
+    assert f"({run_dir} was removed)" in err  # the message a fresh run gives
+    assert not any(tmp_path.iterdir())  # resuming it again would diverge again
 
 
 def test_errors_of_czsl_itself_are_not_blamed_on_a_plugin(tmp_path, monkeypatch):
