@@ -15,6 +15,7 @@ from czsl.errors import PluginError
 from czsl.hparams import scenario_hparams
 from czsl.plugin_options import REQUIRED, UNSET, ComponentOptions, read
 from czsl.plugins import Plugins
+from czsl.runfolder import RunFolder
 from czsl.settings import plugin_defaults
 
 PROBE = "czsl_probe_option"
@@ -142,7 +143,7 @@ def test_czsl_plugins_hparams_report_and_the_option_check_all_read_plugins_optio
     hparams = scenario_hparams(document, results, plugin_defaults())
     assert hparams["model.zeta"] == 7.0 and "model.scale" not in hparams
     (tmp_path / "scenario.toml").write_text(tomli_w.dumps(document))
-    assert report._settings([tmp_path / "scenario.toml"])[0]["model.zeta"] == 7
+    assert report._settings([RunFolder(tmp_path)])[0]["model.zeta"] == 7
     plugins = Plugins()
     plugins.check_options("model", "attribute_embedder", {"zeta": 1})
     with pytest.raises(PluginError, match=r"does not take the option 'scale'; it takes zeta"):
