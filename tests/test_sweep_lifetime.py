@@ -21,6 +21,9 @@ from tests.sweep_helpers import grid_text, sweep_site  # noqa: F401
 
 psutil = pytest.importorskip("psutil")
 
+#: drivers in subprocesses, killed at each stage, one of them on Ray
+pytestmark = pytest.mark.slow
+
 #: generous bounds: a loaded machine imports torch slowly
 START_TIMEOUT_S = 300
 EXIT_TIMEOUT_S = 60
