@@ -69,22 +69,24 @@ How these runs differ from the published ones:
   `cpu_max_iterations`, a cap on a CPU only: a GPU runs the full schedule, and a capped
   run's notes say what share ran) instead of the paper's 56 (CUB) / 40 (SUN) epochs
   (about 6,000 / 6,500 steps): one step costs seconds on these 2 shared CPU cores (the
-  CUB and SUN runs took 17-19 minutes each). At 5 % of its schedule the GAN has not
-  learned the unseen classes (ZSL top-1 9.7 % on CUB, 13.9 % on SUN), so its row shows
+  CUB and SUN runs took 17-19 minutes each alone, 53-61 minutes beside other runs). At
+  5 % of its schedule the GAN has not learned the unseen classes (ZSL top-1 9.7 % on
+  CUB, 13.1 % on SUN), so its row shows
   that the full-size pipeline runs, not what f-CLSWGAN reaches: run it on a GPU, or
   with `--set generator.cpu_max_iterations=0`, for that.
 * **Final classifier.** czsl's `attribute_embedder` with ClassNorm, trained 10 epochs on
   real seen + synthetic unseen features, in place of f-CLSWGAN's softmax classifier on
   features; every run uses one fixed schedule: **no epoch is chosen on the test set**
   (the f-CLSWGAN / TF-VAEGAN reference scripts keep the best test epoch).
-* **Why generative replay trails here.** With 10 CVAE epochs per task (the scenario then; about
-  70 steps on a CUB task's 470 real features) the generator replays poor features of the
-  old classes, and the classifier, trained over all seen classes, unlearns them:
-  final forgetting 0.54 on CUB against 0.08 for Sequential. Two diagnostics on CUB
-  locate the cause in the generator's training, not in the replay machinery: the
-  same run with 50 CVAE epochs per task (5x the generator's cost) reaches mH 22.4 and
-  forgetting 0.28, above Sequential; replaying 5,000 *real* features (GRW's buffer)
-  instead reaches mH 29.2. Nothing was tuned beyond these two runs.
+* **Generative replay against Sequential.** On CUB the shipped scenario (18 CVAE epochs
+  a task, GRW's random walk, `fast_math`; tuned in `benchmarks/generative_replay.md`)
+  scores mH 18.9 on seed 0, against Sequential's 18.8 on the same seed there. Two
+  diagnostics bound what a better generator could add: 50 CVAE epochs a task (2.8x the
+  generator's epochs) reach mH 20.0 and final forgetting 0.09 (0.11 at 18 epochs);
+  replaying 5,000 *real* features (GRW's buffer) instead reaches mH 29.6. On SUN the
+  scenario keeps its older settings (10 CVAE epochs, no random walk): mH 15.9 and final
+  forgetting 0.37, below Sequential + CN's 21.0 ± 0.5 (`benchmarks/czsl_table.md`,
+  seeds 0-2): its generator replays poor features of the old classes. Not tuned.
 * **SUN static CVAE.** With 400 synthetic features per unseen class (f-CLSWGAN's SUN
   setting) against about 16 real ones per seen class, the classifier favours the unseen
   classes (s 7.5, u 58.8); the number was not tuned.
