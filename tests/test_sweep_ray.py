@@ -51,8 +51,10 @@ class Watcher:
 
     def _sample(self) -> None:
         for child in self.me.children(recursive=True):
-            if child.pid not in self.processes and child.pid not in self.before:
-                self.processes[child.pid] = child
+            if child.pid not in self.before:
+                self.processes.setdefault(child.pid, child)
+                # read again each time: a child seen between its fork and its exec is
+                # still called "python" (a raylet, for one)
                 self.names[child.pid] = child.name()
         pids = set(self.processes)
         for conn in psutil.net_connections(kind="inet"):
