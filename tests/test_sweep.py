@@ -179,6 +179,14 @@ def test_table_equals_the_runs_results_and_renders_the_same_from_the_summary(don
     assert f"| EWC | " in text and f"{mean:.1f} ± " in text
 
 
+def test_each_run_records_its_cpu_seconds_for_the_table(done_sweep):
+    grid, out = done_sweep
+    summary = load_summary(out)
+    assert all(r["cpu_s"] > 0 for r in summary["runs"])
+    assert all(r["semantic_transductive"] is False for r in summary["runs"])
+    assert "| CPU s/run |" in render_markdown(summary).splitlines()[3]
+
+
 def test_rerun_starts_nothing(done_sweep, tmp_path, capsys, monkeypatch):
     grid, out = _copy(done_sweep, tmp_path)
     before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/*")}

@@ -20,13 +20,25 @@ axis and one seed is a *cell*, i.e. one run::
     match = { method = "Sequential", dataset = "cub" }
     set = ["train.lr=0.0005"]
 
+    [[when]]                                      # or another base scenario for them
+    match = { method = "DVGR", dataset = "cub" }
+    scenario = "../../scenarios/cub_czsl_dvgr.toml"
+
     [table]
     rows = ["method"]
     columns = ["dataset"]
     metrics = ["mH", "mAUC"]
 
+    [table.published]                             # optional: published figures beside
+    title = "GRW (ICCV 2023) Table 1, real features: theirs"
+    rows = [{ match = { method = "EWC", dataset = "cub" }, mSA = 12.2, mH = 1.3 }]
+
 A run's overrides are, in order: ``[sweep] set``, each axis's (in file order), each
-matching ``[[when]]``'s (in file order), then ``seed=N``. Each cell's scenario is built
+matching ``[[when]]``'s (in file order), then ``seed=N``. The base scenario is the one
+``[sweep]`` names, replaced by the one of an axis label, replaced by the one of a matching
+``[[when]]`` (one axis and one ``[[when]]`` at most per cell). ``[table.published]``
+(a ``title`` and ``rows``, each a ``match`` of row labels and metric values) is shown by
+the table beside the rows it matches. Each cell's scenario is built
 with :func:`czsl.config.load_scenario` (the scenario validation: unknown keys, wrong
 types), its plugin names and option names are looked up, and ``czsl sweep run`` then
 checks it as its run will be built (:func:`check_cells` with ``full``: the data, the
@@ -46,7 +58,7 @@ from czsl.errors import ConfigError
 
 _SECTIONS = {"sweep", "axes", "when", "table"}
 _SWEEP_KEYS = {"name", "scenario", "seeds", "set"}
-_TABLE_KEYS = {"rows", "columns", "metrics"}
+_TABLE_KEYS = {"rows", "columns", "metrics", "published"}
 
 
 @dataclass(frozen=True)
@@ -90,8 +102,8 @@ class Grid:
     seeds: list[int]
     base: Path | None
     base_set: list[str]
-    when: list[tuple[dict[str, str], list[str]]]
-    table: dict[str, list[str]] = field(default_factory=dict)
+    when: list[tuple[dict[str, str], list[str], Path | None]]
+    table: dict[str, Any] = field(default_factory=dict)
 
     def cells(self) -> list[Cell]:
         """Every combination of one label per axis and one seed, axes in file order."""
@@ -110,9 +122,15 @@ class Grid:
                 file, sets = self.axes[axis][labels[axis]]
                 scenario = file or scenario
                 overrides += sets
-            for match, sets in self.when:
-                if all(labels[a] == v for a, v in match.items()):
-                    overrides += sets
+            matched = [w for w in self.when if all(labels[a] == v for a, v in w[0].items())]
+            files = [file for _, _, file in matched if file is not None]
+            if len(files) > 1:
+                raise ConfigError(
+                    f"grid {self.path}: the cell {', '.join(f'{a}={v}' for a, v in labels.items())}"
+                    f" takes its scenario from {len(files)} [[when]] entries; let one choose it")
+            scenario = files[0] if files else scenario
+            for _, sets, _ in matched:
+                overrides += sets
             for seed in self.seeds:
                 out.append(Cell(labels, seed, scenario, [*overrides, f"seed={seed}"]))
         return out
@@ -216,9 +234,10 @@ def parse_grid(path: str | Path) -> Grid:
     when = []
     for i, entry in enumerate(doc.get("when", [])):
         match = entry.get("match") if isinstance(entry, dict) else None
-        if not isinstance(match, dict) or not match or set(entry) - {"match", "set"}:
+        if not isinstance(match, dict) or not match or set(entry) - {"match", "set",
+                                                                      "scenario"}:
             raise _fail(path, f"[[when]] #{i + 1} needs match = {{axis = \"label\"}} and "
-                              "set = [overrides], nothing else")
+                              "set = [overrides] and/or scenario = \"FILE\", nothing else")
         for axis, label in match.items():
             if axis not in axes:
                 raise _fail(path, f"[[when]] #{i + 1} matches the unknown axis '{axis}'; "
@@ -226,15 +245,17 @@ def parse_grid(path: str | Path) -> Grid:
             if not isinstance(label, str) or label not in axes[axis]:
                 raise _fail(path, f"[[when]] #{i + 1} matches {axis} = {label!r}, which is "
                                   f"not a label of that axis ({list(axes[axis])})")
+        file = (_scenario_file(path, f"[[when]] #{i + 1} scenario", entry["scenario"])
+                if "scenario" in entry else None)
         when.append((dict(match), _overrides(path, f"[[when]] #{i + 1} set",
-                                             entry.get("set", []))))
+                                             entry.get("set", [])), file))
 
     table = doc.get("table", {})
     unknown = set(table) - _TABLE_KEYS
     if unknown:
         raise _fail(path, f"[table] has unknown keys {sorted(unknown)}; it takes "
                           f"{sorted(_TABLE_KEYS)}")
-    for key in _TABLE_KEYS & set(table):
+    for key in (_TABLE_KEYS - {"published"}) & set(table):
         if not isinstance(table[key], list) or not all(isinstance(v, str)
                                                        for v in table[key]):
             raise _fail(path, f"[table] {key} must be a list of names, got {table[key]!r}")
@@ -254,10 +275,42 @@ def parse_grid(path: str | Path) -> Grid:
     bad = [m for m in metrics if m not in METRICS] if isinstance(metrics, list) else metrics
     if bad:
         raise _fail(path, f"[table] metrics names {bad!r}; the metrics are {list(METRICS)}")
+    layout = {"rows": list(rows), "columns": list(columns), "metrics": list(metrics)}
+    if "published" in table:
+        layout["published"] = _published(path, table["published"], axes, rows)
     return Grid(path=path, name=name, document=doc, axes=axes, seeds=list(seeds),
                 base=base, base_set=_overrides(path, "[sweep] set", sweep.get("set", [])),
-                when=when, table={"rows": list(rows), "columns": list(columns),
-                                  "metrics": list(metrics)})
+                when=when, table=layout)
+
+
+def _published(path: Path, value: Any, axes: dict[str, Any], rows: list[str]
+               ) -> dict[str, Any]:
+    """``[table.published]``, checked: ``title`` and ``rows`` of ``match`` + metric values."""
+    from czsl.sweep.table import METRICS
+
+    where = "[table.published]"
+    if not isinstance(value, dict) or set(value) != {"title", "rows"} \
+            or not isinstance(value["title"], str) or not isinstance(value["rows"], list):
+        raise _fail(path, f"{where} takes title = \"...\" and rows = [{{ match = {{...}}, "
+                          f"METRIC = number }}], got {value!r}")
+    out = []
+    for i, entry in enumerate(value["rows"]):
+        at = f"{where} rows #{i + 1}"
+        match = entry.get("match") if isinstance(entry, dict) else None
+        if not isinstance(match, dict) or not match:
+            raise _fail(path, f"{at} needs match = {{row axis = \"label\"}}, got {entry!r}")
+        for axis, label in match.items():
+            if axis not in rows or label not in axes[axis]:
+                raise _fail(path, f"{at} matches {axis} = {label!r}, not a label of a row axis "
+                                  f"({', '.join(rows)})")
+        figures = {k: v for k, v in entry.items() if k != "match"}
+        bad = [k for k, v in figures.items() if k not in METRICS
+               or isinstance(v, bool) or not isinstance(v, (int, float))]
+        if bad or not figures:
+            raise _fail(path, f"{at}: give metric = number for metrics of {list(METRICS)}, "
+                              f"got {figures!r}")
+        out.append({"match": dict(match), **{k: float(v) for k, v in figures.items()}})
+    return {"title": value["title"], "rows": out}
 
 
 def check_cells(grid: Grid, cells: list[Cell], *, data_dir: Path | None = None,

@@ -9,6 +9,7 @@
       claims/<id>           exists while a process runs <id>; it holds an flock on it
       state/<id>.json       a run that failed or diverged, with its one-line error and
                             its kind ("storage": a full disk, no permission, an I/O error)
+      usage/<id>.json       the CPU seconds (user + system) its sessions took, summed
 
 A run whose ``results.json`` is damaged (not a run's results: truncated, edited; read by
 :meth:`czsl.runfolder.RunFolder.read_finished`) reads as ``"damaged"``; a damaged
@@ -93,6 +94,7 @@ class SweepDir:
         self.runs = self.root / "runs"
         self.claims = self.root / "claims"
         self.state = self.root / "state"
+        self.usage_dir = self.root / "usage"
 
     def run_dir(self, run_id: str) -> Path:
         """The run folder of ``run_id``."""
@@ -160,6 +162,26 @@ class SweepDir:
         with storage_faults(self.state):
             (self.state / f"{run_id}.json").unlink(missing_ok=True)
 
+    def usage(self, run_id: str) -> dict[str, Any] | None:
+        """``{"cpu_s": seconds}`` that ``run_id``'s sessions took, or ``None`` if none was
+        recorded (a run made before czsl kept it) or the record is damaged."""
+        try:
+            record = read_json(self.usage_dir / f"{run_id}.json")
+        except Damaged:
+            return None
+        ok = isinstance(record, dict) and isinstance(record.get("cpu_s"), (int, float))
+        return record if ok else None
+
+    def add_usage(self, run_id: str, cpu_s: float) -> None:
+        """Add ``cpu_s`` CPU seconds of one session of ``run_id`` to its record.
+
+        :raises StorageError: if the record cannot be written.
+        """
+        before = (self.usage(run_id) or {}).get("cpu_s", 0.0)
+        with storage_faults(self.usage_dir):
+            self.usage_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.usage_dir / f"{run_id}.json", {"cpu_s": before + cpu_s})
+
     def damaged_records(self, run_ids: Iterable[str]) -> list[Damaged]:
         """The damaged failure records of ``run_ids`` (a damaged ``results.json`` shows
         in :meth:`status`)."""
@@ -198,7 +220,7 @@ class SweepDir:
         minute (a live writer's are younger). Quietly does nothing on a read-only
         folder (``status`` of a copied sweep)."""
         now = time.time()
-        for folder in (self.root, self.state):
+        for folder in (self.root, self.state, self.usage_dir):
             for tmp in temp_files(folder):
                 with contextlib.suppress(OSError):
                     if now - tmp.stat().st_mtime > _STALE_TMP_S:

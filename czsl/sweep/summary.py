@@ -12,8 +12,10 @@ committed without the run folders (a benchmark's record) and read back by
   (:data:`czsl.sweep.store.STATUSES`), ``error`` (one line, failed / diverged / damaged
   runs), and
   for finished runs ``summary`` (results.json's), ``steps`` (its per-step figures) and
-  ``dataset``, ``features``, ``semi_synthetic``, ``n_tasks``, ``wall_time_s`` and
-  ``gzsl`` (the static protocol's figures, else ``None``);
+  ``dataset``, ``features``, ``semi_synthetic``, ``n_tasks``, ``wall_time_s``,
+  ``gzsl`` (the static protocol's figures, else ``None``), ``semantic_transductive``
+  (whether training read unseen classes' attributes) and ``cpu_s`` (CPU seconds, user +
+  system, of its sessions; ``None`` for runs made before czsl kept it);
 * optionally ``notes``: paragraphs about where the runs come from (a summary converted
   from runs made before ``czsl sweep``, say); ``czsl sweep run`` writes none.
 """
@@ -29,7 +31,8 @@ from czsl.sweep.store import STATUSES, Damaged, SweepDir, write_json
 
 FORMAT = 1
 #: the results.json fields a summary keeps per run, besides its summary metrics
-_KEPT = ("dataset", "features", "semi_synthetic", "n_tasks", "wall_time_s", "gzsl")
+_KEPT = ("dataset", "features", "semi_synthetic", "n_tasks", "wall_time_s", "gzsl",
+         "semantic_transductive")
 
 
 def build_summary(store: SweepDir, plan: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +46,8 @@ def build_summary(store: SweepDir, plan: dict[str, Any]) -> dict[str, Any]:
         if status == "done":
             results = store.results(planned["id"])
             entry.update({key: results.get(key) for key in _KEPT})
-            entry.update(summary=results["summary"], steps=results["metrics"]["steps"])
+            entry.update(summary=results["summary"], steps=results["metrics"]["steps"],
+                         cpu_s=(store.usage(planned["id"]) or {}).get("cpu_s"))
         elif status in ("failed", "diverged"):
             entry["error"] = (store.failure(planned["id"]) or {}).get("error")
         elif status == "damaged":

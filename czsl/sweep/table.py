@@ -62,8 +62,33 @@ def _layout(summary: dict[str, Any], metrics: list[str] | None):
     return rows, columns, metrics
 
 
+def _published(summary: dict[str, Any], rows: list[str], row: tuple[str, ...],
+               metrics: list[str]) -> str:
+    """The ``[table.published]`` figures of ``row``, in ``metrics``' order (``–``: none)."""
+    labels = dict(zip(rows, row))
+    for entry in summary["table"]["published"]["rows"]:
+        if all(labels.get(a) == v for a, v in entry["match"].items()):
+            shown = [f"{m} {entry[m]:.{METRICS[m]}f}" for m in metrics if m in entry]
+            shown += [f"{m} {v:.{METRICS[m]}f}" for m, v in entry.items()
+                      if m not in metrics and m != "match"]
+            return " / ".join(shown)
+    return "–"
+
+
+def _cpu(runs: list[dict[str, Any]]) -> str:
+    values = [r["cpu_s"] for r in runs if r["status"] == "done"
+              and isinstance(r.get("cpu_s"), (int, float))]
+    return f"{statistics.fmean(values):.0f}" if values else "–"
+
+
 def render_markdown(summary: dict[str, Any], metrics: list[str] | None = None) -> str:
-    """The sweep's table as Markdown, with its provenance above it."""
+    """The sweep's table as Markdown, with its provenance above it.
+
+    A row whose runs read unseen classes' attributes while training is marked ``(tr)``
+    (semantic-transductive: not comparable with inductive rows). With
+    ``[table.published]`` a column shows those figures beside each row they match; where
+    runs recorded their CPU seconds, a last column gives their mean per run.
+    """
     rows, columns, metrics = _layout(summary, metrics)
     runs = summary["runs"]
     datasets = sorted({r["dataset"] for r in runs if r.get("dataset")})
@@ -76,14 +101,26 @@ def render_markdown(summary: dict[str, Any], metrics: list[str] | None = None) -
     if any(r.get("semi_synthetic") for r in runs):
         lines.append("SEMI-SYNTHETIC features (real metadata, features synthesised from the "
                      "attributes): not comparable with published real-feature numbers.")
+    if any(r.get("semantic_transductive") for r in runs):
+        lines.append("(tr): semantic-transductive rows, whose training read the attributes of "
+                     "classes not seen yet.")
+    published = summary["table"].get("published")
+    cpu = any(isinstance(r.get("cpu_s"), (int, float)) for r in runs)
     head = list(rows) + [" ".join([*col, m]) for col in _groups(summary, columns)
                          for m in metrics]
+    head += [published["title"]] if published else []
+    head += ["CPU s/run"] if cpu else []
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in _groups(summary, rows):
         cells = list(row)
+        mine = _runs_of(summary, rows, row, [], ())
+        if rows and any(r.get("semantic_transductive") for r in mine if r["status"] == "done"):
+            cells[-1] += " (tr)"
         for col in _groups(summary, columns):
             chosen = _runs_of(summary, rows, row, columns, col)
             cells += [_format(cell_stats(chosen, m), METRICS[m]) for m in metrics]
+        cells += [_published(summary, rows, row, metrics)] if published else []
+        cells += [_cpu(mine)] if cpu else []
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import time
 import warnings
@@ -34,6 +35,12 @@ def _pin_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def execute(spec: dict[str, Any]) -> dict[str, Any]:
@@ -75,6 +82,7 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
 
         data_dir = None if spec["data_dir"] is None else Path(spec["data_dir"])
         notes: list[str] = []
+        cpu_before = _cpu_seconds()
         try:
             if has_checkpoint(run_dir):
                 out["resumed"] = True
@@ -97,6 +105,10 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
             out.update(status="failed", error=_one_line(exc), kind=failure_kind(exc))
         else:
             out.update(status="done", summary=result.results["summary"])
+        try:
+            store.add_usage(run_id, _cpu_seconds() - cpu_before)
+        except StorageError:  # the figure is lost, the run is not
+            pass
         try:
             if out["error"] is None:
                 store.clear_failure(run_id)
