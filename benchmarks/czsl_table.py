@@ -16,7 +16,8 @@ Each cell of the grids runs the shipped scenario (``scenarios/<dataset>_czsl.tom
 ``--set`` overrides, for every seed; the page shows mean ± std over seeds, ordering
 checks and the published figures. With ``../shared/data`` (metadata only) the runs are
 semi-synthetic and the page says so; pointed at a real xlsa17 folder the same commands
-measure real features. ``czsl sweep table`` renders the plain table of one summary.
+measure real features. ``czsl sweep table`` renders the plain table of one summary. The
+page's prose is markdown in ``benchmarks/notes/czsl_table.md``, edited there.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from benchmarks._common import METHODS, ROOT, load_summaries, page_notes
+from benchmarks._common import METHODS, ROOT, load_summaries, notes, page_notes
 from czsl.metric_registry import SUMMARY, by_unit_then_name, of_scope
 from czsl.sweep.table import cell_stats
 
@@ -39,37 +40,17 @@ MULTITASK_CAP = {"cub": 200, "sun": 150}
 #: The table's metric columns: the registry's headline summary metrics.
 METRICS = by_unit_then_name(of_scope(SUMMARY, headline=True))
 
-PUBLISHED = """\
-Published figures (real data; not comparable to semi-synthetic runs):
-
-* GRW protocol, xlsa17 features, per-class accuracy (Zhang et al., ICCV 2023, Table 1;
-  mSA / mUA / mH): CUB EWC 12.2 / 0.8 / 1.3, A-GEM 14.4 / 0.4 / 0.8, ClassNorm 44.3 /
-  14.8 / 22.7; SUN EWC 11.6 / 2.6 / 4.1, A-GEM 8.6 / 3.0 / 4.2, ClassNorm 22.2 / 8.2 /
-  12.5.
-* ClassNorm paper (Skorokhodov & Elhoseiny, ICLR 2021), ResNet-18 fine-tuned on images,
-  per-sample accuracy (mAUC / mH / mJA / forgetting): CUB Sequential 9.7 / 17.2 / 22.6 /
-  0.17, Sequential + CN 13.5 / 23.0 / 27.9 / 0.05, EWC-online + CN 14.1 / 23.3 / 28.6 /
-  0.04, MAS + CN 14.0 / 23.8 / 28.5 / 0.05, A-GEM + CN 13.8 / 23.8 / 28.2 / 0.06,
-  Multi-task + CN 26.5 / 30.0 / 42.6 / 0.01; SUN Sequential + CN 4.6 / 14.0 / 15.3 / 0.03.
-
-Differences from those protocols: the ClassNorm paper trained a ResNet-18 on images with
-its own splits and 5 seeds, czsl uses fixed features, the pooled 80/20 split and the
-seeds given above; GRW's code trains only T-1 tasks and splits with scikit-learn, czsl
-trains all T and draws its own seeded split (see benchmarks/scenarios.md). Regularizer
-differences (A-GEM memory per task, EWC's Fisher order, MAS's merge rule) are in each
-plugin's docstring. Multi-task is capped at 200 (CUB) / 150 (SUN) iterations per task,
-as in the reference.
-"""
+#: the page's prose, kept as markdown in ``benchmarks/notes/czsl_table.md``:
+#: ``SEMI_SYNTHETIC`` (the warning on semi-synthetic runs), ``HOW`` (where the runs and the
+#: page come from), ``ORDERING`` and ``ORDERING_AFTER`` (before and after the ordering
+#: checks), ``PUBLISHED`` (the published figures and how those protocols differ)
+PROSE = notes("czsl_table", ("SEMI_SYNTHETIC", "HOW", "ORDERING", "ORDERING_AFTER",
+                             "PUBLISHED"))
 
 
 #: the committed records the page renders from by default
 SUMMARIES = [ROOT / "benchmarks" / "sweeps" / "czsl_table.json",
              ROOT / "benchmarks" / "sweeps" / "czsl_table_diagnostics.json"]
-HOW = ("Runs: `czsl sweep run benchmarks/grids/czsl_table.toml --data-dir ../shared/data` "
-       "and the same with `benchmarks/grids/czsl_table_diagnostics.toml`; their summaries "
-       "are committed as `benchmarks/sweeps/czsl_table.json` and "
-       "`benchmarks/sweeps/czsl_table_diagnostics.json` (copies of each sweep's "
-       "`summary.json`), from which `python -m benchmarks.czsl_table` renders this page.")
 
 
 def _cell(values, digits):
@@ -128,10 +109,8 @@ def render(summaries) -> str:
                             for t, n in sorted(threads.items(), reverse=True))
     lines = ["# Continual ZSL table: regularizers x ClassNorm", ""]
     if any(r.get("semi_synthetic") for r in runs_done):
-        lines += ["**SEMI-SYNTHETIC.** Real CUB / SUN metadata with features synthesised from "
-                  "the attributes (the real ResNet-101 features are not available here). "
-                  "Not comparable to the published real-data figures below.", ""]
-    lines += [HOW + " Mean ± std over the "
+        lines += [PROSE["SEMI_SYNTHETIC"], ""]
+    lines += [PROSE["HOW"] + " Mean ± std over the "
               "seeds listed (a single value where there is one seed). Accuracies in %, "
               "forgetting as a fraction (final step). Wall time per run, on a 2-core "
               f"{platform.machine()} CPU shared with other jobs ({thread_note}; on a busy "
@@ -140,7 +119,7 @@ def render(summaries) -> str:
               "| data | protocol | method | ClassNorm | seeds | "
               + "".join(f"{m.column} | " for m in METRICS) + "wall s |",
               "|" + "---|" * (6 + len(METRICS)), *rows, "",
-              *ordering(groups), "", PUBLISHED]
+              *ordering(groups), "", PROSE["PUBLISHED"], ""]
     return "\n".join(lines)
 
 
@@ -160,17 +139,7 @@ def ordering(groups) -> list[str]:
         return [r["summary"]["forgetting_final"] for r in runs or []]
 
     lines = ["## Ordering checks", "",
-             "Computed from the rows above. *Multi-task best mH*: is Multi-task's mean mH "
-             "above every other method's? *Sequential reference*: the final forgetting of "
-             "Sequential's runs, mean ± std, pooled with the runs of the *MAS λ=0* placebo "
-             "where the table has them. The placebo is MAS with no penalty; its importance "
-             "pass draws from the random stream and so shuffles later tasks differently, "
-             "but kept off that stream it trains bit for bit as Sequential does "
-             "(tests/test_regularizers.py), so its runs are further draws of Sequential's "
-             "forgetting. *EWC-online*, *MAS*, *MAS γ=0.95* (MAS with the reference "
-             "code's importance merge, a diagnostic), *A-GEM*: each regularizer's mean final "
-             "forgetting minus the reference's (negative = forgets less), with the larger "
-             "of the two std's; *noise* marks a difference smaller than that std.", "",
+             PROSE["ORDERING"], "",
              "| data | protocol | ClassNorm | seeds | Multi-task best mH | Sequential "
              "reference | " + " | ".join(REGULARIZER_COLUMNS) + " |",
              "|---|---|---|---|---|---|" + "---|" * len(REGULARIZER_COLUMNS)]
@@ -207,12 +176,7 @@ def ordering(groups) -> list[str]:
         seeds = len(runs["Sequential"])
         lines.append(f"| {data} | {protocol} | {cn} | {seeds} | {top_cell} | {ref_cell} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "Forgetting is the drop from each task's best earlier accuracy, so a method "
-              "that reaches higher peaks can forget more and still end no lower; where a "
-              "regularizer forgets MORE, `benchmarks/forgetting_peaks.md` splits a cell's "
-              "forgetting into peak and final accuracy, seed by seed. How much each "
-              "regularizer acts at these defaults (MAS's penalty, A-GEM's projections) is "
-              "measured in `benchmarks/regularizer_activity.md`."]
+    lines += ["", PROSE["ORDERING_AFTER"]]
     return lines
 
 

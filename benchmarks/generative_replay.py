@@ -1,14 +1,24 @@
-"""Generative replay and GRW on semi-synthetic CUB (``grw`` protocol), with CPU seconds.
+"""Generative replay and GRW on semi-synthetic CUB (``grw`` protocol), against Sequential.
 
-    python -m benchmarks.generative_replay [--data-dir ../shared/data] [--runs KEY ...]
-                                           [--n-tasks N] [--seeds S ...]
+    python -m benchmarks.generative_replay [--summary SUMMARY ...] [--out PAGE]
+    python -m benchmarks.generative_replay --record      # the page from the pre-sweep record
 
-Runs each configuration of :data:`RUNS` through ``czsl run`` in a child process with one
-torch thread (``--threads 1``, ``OMP_NUM_THREADS=1``), records its CPU seconds (user +
-system of the child, from the operating system), wall seconds and the machine's load
-average around it, and keeps it in the record ``generative_replay.json`` (a new run
-replaces the one of the same key and number of tasks). The page ``generative_replay.md``
-is rendered from every run of the record (``--runs`` with no key re-renders it only).
+Renders ``benchmarks/generative_replay.md`` from sweep summaries (:mod:`czsl.sweep.summary`):
+by default the committed ``benchmarks/sweeps/generative_replay.json`` and
+``benchmarks/sweeps/generative_replay_diagnostics.json``; a sweep folder works as well.
+The runs come from ``czsl sweep``, one label of the grids' ``run`` axis per configuration
+of :data:`RUNS` (tested)::
+
+    czsl sweep run benchmarks/grids/generative_replay.toml --data-dir ../shared/data --jobs 1
+    czsl sweep run benchmarks/grids/generative_replay_diagnostics.toml \
+        --data-dir ../shared/data --jobs 1
+    python -m benchmarks.generative_replay --summary sweeps/generative_replay \
+        sweeps/generative_replay_diagnostics
+
+Until those summaries are committed, the page is the one ``--record`` renders from
+``benchmarks/generative_replay.json``: the runs of the benchmark's former runner
+(``czsl run`` in a child process, with its CPU seconds), kept as they were made. The
+page's prose is markdown in ``benchmarks/notes/generative_replay.md``, edited there.
 Semi-synthetic data: the page says so.
 """
 
@@ -16,18 +26,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks._common import ROOT, load_summaries, notes, page_notes
+
+#: the pre-sweep record (the former runner's) the committed page still renders from
 RECORD = ROOT / "benchmarks" / "generative_replay.json"
 OUT = ROOT / "benchmarks" / "generative_replay.md"
+#: the committed sweep summaries the page renders from by default, once they exist
+SUMMARIES = [ROOT / "benchmarks" / "sweeps" / "generative_replay.json",
+             ROOT / "benchmarks" / "sweeps" / "generative_replay_diagnostics.json"]
 
 #: the generative replay scenario's other settings before its mini-batch mix (2026-11-30)
 BEFORE = ["replay.mix='concat'", "replay.generator_replay_per_class=25",
@@ -51,12 +61,14 @@ def _merged(*overrides: list[str]) -> list[str]:
     return list(out.values())
 
 
-#: key: (label, scenario, overrides on top of the scenario as shipped now)
+#: the grids' ``run`` label: (the page's row label, scenario, overrides on top of the
+#: scenario as shipped now); ``sequential`` and ``generative_replay`` are the cells of
+#: ``benchmarks/grids/generative_replay.toml`` (five seeds), the others those of
+#: ``benchmarks/grids/generative_replay_diagnostics.toml`` (one): the grids build exactly
+#: these (tested)
 RUNS = {
-    "sequential": ("Sequential + ClassNorm (`cub_czsl.toml`), measured 2026-12-01 beside a "
-                   "generative replay run: the base of x Seq.", "cub_czsl", []),
-    "sequential_earlier": ("↳ the same measured 2026-11-30 (the base of the ratios before)",
-                           "cub_czsl", []),
+    "sequential": ("Sequential + ClassNorm (`cub_czsl.toml`): the base of x Seq.", "cub_czsl",
+                   []),
     "feature_replay": ("no generator: buffer of 5,000 real features (`cub_czsl.toml` + "
                        "`feature_replay`, seen-class softmax)", "cub_czsl",
                        ["replay=feature_replay", "train.loss_classes='seen'"]),
@@ -127,7 +139,7 @@ RUNS = {
                                  "cub_czsl_generative_replay", _merged(SLOW, NO_WALK, BEFORE)),
     "generative_replay_before_rw": ("↳ the same + random walk", "cub_czsl_generative_replay",
                                     _merged(SLOW, BEFORE)),
-"grw": ("GRW as its code runs it (`cub_czsl_grw.toml`): classifier on real features + "
+    "grw": ("GRW as its code runs it (`cub_czsl_grw.toml`): classifier on real features + "
             "5,000 real buffer; CVAE + random walk trained, never reaching the classifier",
             "cub_czsl_grw", []),
     "grw_classifier": ("GRW with the random walk reaching the classifier "
@@ -137,119 +149,20 @@ RUNS = {
 }
 
 
-FINDINGS = """\
-What the rows show (rows with one seed: differences under about 2 points of mH are
-within what another seed moves: Sequential's mH spreads 14.8-18.8 over seeds 0-2; CPU
-seconds move with the machine's load, by up to about 15 % between seeds of one
-configuration, and Sequential's own moved from 85 ± 4 s on 2026-11-30 (seeds 0-2) to
-105 ± 7 s on 2026-12-01 (seeds 0-4), measured beside generative replay runs; x Seq. is
-over the latter):
-
-* **The shipped scenario, five seeds.** GRW's walk on the CVAE (32 points a step, the
-  real class means as prototypes), 18 CVAE epochs per task with `fast_math`, 2 of its
-  own replayed features per past class in its fit set: mH 16.7 ± 1.3 against
-  Sequential's 16.3 ± 1.6 on the same seeds 0-4. It is above Sequential on four seeds
-  and below on one (by +0.1, +1.0, +0.5, -0.5, +0.8): the gain of 0.4 is inside the
-  seed spread, so a tie or a small gain, not a clear win. It comes from unseen accuracy
-  (mUA 11.0 against 10.3); its seen accuracy is lower (mSA 38.3 against 44.7). It costs
-  435 ± 38 CPU s: **4.2x** Sequential's 105 ± 7 s measured in the same sessions, within
-  the issue's 5x (on seeds 0-2, 414 s: 4.9x Sequential's lower figure of the day
-  before). Seeds 3 and 4 were run after the scenario was chosen on seeds 0-2. Before
-  `fast_math` the scenario (20 epochs, 64 walk points) scored 17.3 ± 2.6 on seeds 0-2 at
-  518 ± 19 s (5.0x today's Sequential, 6.1x the day before's).
-* **What made it cheaper.** `fast_math` (a CVAE option, off by default: torch's fused
-  Adam, and the margin's KL of every sample to every class prior from matrix products
-  instead of a `[B, C, L]` tensor; the same maths with other float rounding) took a
-  generator step at 200 classes from about 100 to 80 ms in a micro-benchmark (5-15 %
-  off at 40-60 classes) and the whole run on seed 0 from 514 to 461 CPU s (mH 19.9
-  against 20.2). 32 walk points instead of 64 took that to 430 s (mH 18.7), and 18
-  epochs instead of 20 to 420 s (18.9). Within 5x but below Sequential: mini-batches of
-  128 (409 s, mH 17.4 on seed 0); 16 epochs with 64 walk points (13.8 on seed 1, against
-  14.8; its 475 s were measured beside a test run and are inflated); and, before
-  `fast_math`, 10 or 12 epochs, 256 hidden units, or 1 replayed feature per past class
-  in the fit set (rows above). The generator's training is what moves mH: the walk at
-  20 epochs with 5 replayed features per past class in the fit set reached 20.6 on
-  seed 0, at 6.9x.
-* **Where the time goes.** With `fast_math`, matrix products are about 70 % of a
-  generator step (`torch.profiler`, fit sets of 60 and 200 classes), most of it seven
-  products of about 67 M multiply-adds each (the encoder's 2048 x 512 layer forward and
-  its weight gradient; the decoder's 512 x 2048 layer forward and both gradients, for
-  the reconstruction and again for the walk's points) at about 27 GFLOPS on one core of
-  these machines: what is left is mostly arithmetic, not overhead. Before it (`cProfile` of
-  the first 4 tasks, 20 epochs, 5 per past class: 80 CPU s, 55 s in the CVAE's `fit`;
-  steps of about 64 ms: backward 29 ms, forward `linear` 19 ms, single-tensor Adam 13
-  ms), the walk added about 60 % to a step. The CVAE no longer decodes `batch.fake` at
-  a step whose add-on losses never read it (the walk's: bit-identical results), and its
-  fit set keeps 2 instead of 5 of its replayed features per past class (950 to 380
-  features at task 20). `foreach` Adam is bit-identical to the default but was no
-  faster on one thread; the fused one is not bit-identical, hence an option.
-* **How the scenario got here** (before this page's runs): the replay joins each real
-  mini-batch (`mix = "batch"`) instead of lengthening the epoch, and each sample's
-  softmax stays within its task: with one softmax over all seen classes the classifier
-  learned to tell generated old features from real new ones and forgot (final
-  forgetting 0.49, mH 16.3). The earlier full 20-task figures (`generators.md`: mH 14.3;
-  with the walk 1,640 CPU s, mH 15.1, in the issue) are of that older scenario.
-* **Real features still win**: a buffer of 5,000 real features gives mH 29.2 at about
-  1.0x Sequential's cost (1.3x the day before's); no generator configuration tried here
-  comes near it.
-* **GRW as its code runs** (real buffer with GRW's keep-the-first-k rule, a CVAE with
-  the walk that never reaches the classifier) gives mH 30.8, about the real-buffer
-  figure (29.2 with Avalanche's random class-balanced buffer; its generator only costs
-  time); replaying the walk-trained generator's features to the classifier as well
-  gives 30.7 (more seen accuracy, less unseen). Both run the generator 1 epoch per task
-  with the real class means as the walk's prototypes and join the buffer to each
-  mini-batch (see the scenarios' headers). Beside GRW's own code on the same data (first
-  5 tasks x 5 epochs): `parity.md`."""
-
-
-def run(key: str, data_dir: Path, n_tasks: int, work: Path, seed: int = 0) -> dict:
-    """One configuration through ``czsl run`` in a child process, with ``seed``; its
-    figures."""
-    _, scenario, overrides = RUNS[key]
-    sets = [*overrides, *([f"protocol.n_tasks={n_tasks}"] if n_tasks else [])]
-    cmd = [sys.executable, "-m", "czsl.cli", "run", str(ROOT / "scenarios" / f"{scenario}.toml"),
-           "--data-dir", str(data_dir), "--threads", "1", "--no-progress",
-           "--name", f"{key}-s{seed}", "--runs-dir", str(work), "--set", f"seed={seed}",
-           *[x for s in sets for x in ("--set", s)]]
-    load = os.getloadavg()[0]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode:
-        raise SystemExit(f"{key} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    res = json.loads((work / f"{key}-s{seed}" / "results.json").read_text())
-    return {"key": key, "seed": seed, "n_tasks": res["n_tasks"], "dataset": res["dataset"],
-            "summary": res["summary"], "overrides": sets,
-            "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "wall_s": wall, "load": [load, os.getloadavg()[0]]}
-
-
-def _slot(record: dict) -> str:
-    """A run's place in the record: its key, its number of tasks where not all, and its
-    seed where not 0."""
-    slot = f"{record['key']}-t{record['n_tasks']}" if record.get("requested_tasks") \
-        else record["key"]
-    return slot + (f"-s{record['seed']}" if record.get("seed", 0) else "")
-
-
-def load_record(path: Path = RECORD) -> list[dict]:
-    """The runs of the record, in the order of their places."""
-    if not path.exists():
-        return []
-    return json.loads(path.read_text())["runs"]
-
-
-def save_run(record: dict, path: Path = RECORD) -> None:
-    """Keep ``record`` in the record file, replacing the run in the same place."""
-    from czsl.runfolder import atomic_write_text
-
-    runs = {_slot(r): r for r in load_record(path)}
-    runs[_slot(record)] = record
-    atomic_write_text(path, json.dumps({"runs": [runs[k] for k in sorted(runs)]},
-                                       indent=1) + "\n")
+#: the row labels of the pre-sweep record where they differ from :data:`RUNS`' (its
+#: Sequential was measured on two days; the second measure is not a grid cell)
+RECORD_LABELS = {
+    "sequential": "Sequential + ClassNorm (`cub_czsl.toml`), measured 2026-12-01 beside a "
+                  "generative replay run: the base of x Seq.",
+    "sequential_earlier": "↳ the same measured 2026-11-30 (the base of the ratios before)",
+}
+#: the page's prose, kept as markdown in ``benchmarks/notes/generative_replay.md``:
+#: ``SEMI_SYNTHETIC``, ``HOW`` (where the runs and the page come from), ``COLUMNS`` (what
+#: the columns hold), optionally ``FINDINGS`` (what the rows show); the ``RECORD_`` blocks
+#: are the pre-sweep page's (its columns, findings and command)
+PROSE = notes("generative_replay", ("SEMI_SYNTHETIC", "HOW", "COLUMNS", "RECORD_COLUMNS",
+                                    "RECORD_FINDINGS", "RECORD_COMMAND"))
+TITLE = "# Generative replay and GRW on CUB, `grw` protocol"
 
 
 def _spread(values: list, digits: int = 1) -> str:
@@ -260,23 +173,69 @@ def _spread(values: list, digits: int = 1) -> str:
     return mean if len(values) < 2 else f"{mean} ± {statistics.stdev(values):.{digits}f}"
 
 
-def render(records: list[dict]) -> str:
-    """The markdown of ``generative_replay.md``."""
-    lines = ["# Generative replay and GRW on CUB, `grw` protocol", "",
-             "**SEMI-SYNTHETIC.** Real CUB metadata (attributes, class names, per-image "
-             "labels) with features synthesised from the attributes (11,788 x 2048, feature "
-             "seed 0): the figures are not real-feature figures and not comparable with "
-             "published ones.", "",
-             "One torch thread per run. mSA / mUA / mH / mAUC: per-class accuracy (%) "
-             "averaged over the steps of the `grw` protocol, mean ± standard deviation over "
-             "the seeds where there are several; forgetting: final (fraction). "
-             "CPU s: user + system seconds of the whole `czsl run` process (data loading "
-             "included); x Seq.: mean CPU seconds over Sequential's for the same tasks; "
-             "wall s: mean; load: the lowest and highest of the machine's 1-minute load "
-             "average before / after the runs (2 cores shared "
-             "with other jobs: wall seconds are inflated by that load, CPU seconds less so).",
-             ""]
+def _metrics(summaries: list[dict]) -> str:
+    """The accuracy and forgetting cells of a row: mean ± std over ``summaries``."""
+    return (" | ".join(_spread([s[m] for s in summaries]) for m in ("mSA", "mUA", "mH", "mAUC"))
+            + " | " + _spread([s.get("forgetting_final") for s in summaries], 3))
+
+
+def render(summaries: list[dict]) -> str:
+    """The page for the finished runs of the sweep summaries ``summaries``: one row per
+    label of the grids' ``run`` axis and number of tasks, mean ± std over its seeds, wall
+    seconds against Sequential's."""
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for summary in summaries:
+        for run in summary["runs"]:
+            if run["status"] == "done":
+                groups.setdefault((run["n_tasks"], run["labels"]["run"]), []).append(run)
     order = list(RUNS)
+    lines = [TITLE, ""]
+    if any(r.get("semi_synthetic") for runs in groups.values() for r in runs):
+        lines += [PROSE["SEMI_SYNTHETIC"], ""]
+    threads = sorted({r["threads"] for runs in groups.values() for r in runs})
+    lines += [PROSE["HOW"], "", f"Torch threads per run: {' or '.join(map(str, threads))}. "
+              + PROSE["COLUMNS"], "", *page_notes(summaries)]
+    for n_tasks in sorted({n for n, _ in groups}, reverse=True):
+        keys = sorted((k for n, k in groups if n == n_tasks),
+                      key=lambda k: order.index(k) if k in order else len(order))
+        base = groups.get((n_tasks, "sequential"))
+        base_wall = statistics.mean(r["wall_time_s"] for r in base) if base else None
+        lines += [f"## {n_tasks} tasks", "",
+                  "| run | seeds | mSA | mUA | mH | mAUC | forgetting | wall s | x Seq. |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for key in keys:
+            runs = sorted(groups[(n_tasks, key)], key=lambda r: r["seed"])
+            wall = statistics.mean(r["wall_time_s"] for r in runs)
+            lines.append(f"| {RUNS[key][0] if key in RUNS else key} | "
+                         + ", ".join(str(r["seed"]) for r in runs) + " | "
+                         + _metrics([r["summary"] for r in runs]) + f" | {wall:.0f} | "
+                         + (f"{wall / base_wall:.1f}" if base_wall else "–") + " |")
+        lines.append("")
+    if PROSE.get("FINDINGS"):
+        lines += [PROSE["FINDINGS"], ""]
+    lines += ["Overrides of each run (`--set`, on top of its scenario; the seed's last):", ""]
+    seen = set()
+    for summary in summaries:
+        for run in summary["runs"]:
+            key = run["labels"]["run"]
+            if key not in seen:
+                seen.add(key)
+                sets = [o for o in run["overrides"] if not o.startswith("seed=")]
+                lines.append(f"* `{key}`: " + (", ".join(f"`{o}`" for o in sets) or "none"))
+    return "\n".join(lines) + "\n"
+
+
+def load_record(path: Path = RECORD) -> list[dict]:
+    """The runs of the pre-sweep record."""
+    return json.loads(path.read_text(encoding="utf-8"))["runs"]
+
+
+def render_record(records: list[dict]) -> str:
+    """The page of the pre-sweep record's runs ``records`` (the former runner's, with CPU
+    seconds and the machine's load), as it was committed."""
+    lines = [TITLE, "", PROSE["SEMI_SYNTHETIC"], "", PROSE["RECORD_COLUMNS"], ""]
+    order = ["sequential", "sequential_earlier", *(k for k in RUNS if k != "sequential")]
+    labels = {**{k: v[0] for k, v in RUNS.items()}, **RECORD_LABELS}
     for n_tasks in sorted({r["n_tasks"] for r in records}, reverse=True):
         groups: dict[str, list[dict]] = {}
         for r in records:
@@ -294,16 +253,15 @@ def render(records: list[dict]) -> str:
             ratio = f"{cpu / base:.1f}" if base else "–"
             loads = [x for r in runs for x in r.get("load") or []]
             lines.append(
-                f"| {RUNS.get(key, (key,))[0]} | "
+                f"| {labels.get(key, key)} | "
                 + ", ".join(str(r.get("seed", 0)) for r in runs) + " | "
-                + " | ".join(_spread([r["summary"][m] for r in runs])
-                             for m in ("mSA", "mUA", "mH", "mAUC")) + " | "
-                + _spread([r["summary"].get("forgetting_final") for r in runs], 3) + " | "
+                + _metrics([r["summary"] for r in runs]) + " | "
                 + f"{_spread([r['cpu_s'] for r in runs], 0)} | {ratio} | "
                 + f"{statistics.mean(r['wall_s'] for r in runs):.0f} | "
                 + (f"{min(loads):.1f}–{max(loads):.1f} |" if loads else "– |"))
         lines.append("")
-    lines += [FINDINGS, "", "Overrides of each run (`--set`, on top of its scenario):", ""]
+    lines += [PROSE["RECORD_FINDINGS"], "", "Overrides of each run (`--set`, on top of its "
+              "scenario):", ""]
     seen = set()
     for r in records:
         if r["key"] in seen:
@@ -311,33 +269,36 @@ def render(records: list[dict]) -> str:
         seen.add(r["key"])
         sets = [o for o in r["overrides"] if not o.startswith("protocol.n_tasks=")]
         lines.append(f"* `{r['key']}`: " + (", ".join(f"`{o}`" for o in sets) or "none"))
-    lines += ["", "Command (with `nice -n 10`): `OMP_NUM_THREADS=1 python -m "
-              "benchmarks.generative_replay --data-dir DATA --runs KEY ... [--n-tasks N] "
-              "[--seeds S ...]`; "
-              "`--runs` alone re-renders this page from `generative_replay.json`."]
+    lines += ["", PROSE["RECORD_COMMAND"]]
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--runs", nargs="*", choices=list(RUNS), default=[],
-                        help="configurations to run (none: re-render the page only)")
-    parser.add_argument("--n-tasks", type=int, default=0,
-                        help="train and score only the first N tasks (0: all 20)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
-                        help="run each configuration with each of these seeds (default: 0)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--summary", nargs="+", type=Path,
+                        help="sweep summaries (summary.json files or sweep folders) to "
+                             "render (default: the committed benchmarks/sweeps/"
+                             "generative_replay.json and generative_replay_diagnostics.json)")
+    source.add_argument("--record", action="store_true",
+                        help="render the page from the pre-sweep record "
+                             "benchmarks/generative_replay.json instead")
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        for key, seed in ((k, s) for s in args.seeds for k in args.runs):
-            record = run(key, args.data_dir.resolve(), args.n_tasks, Path(tmp), seed)
-            if args.n_tasks:
-                record["requested_tasks"] = args.n_tasks
-            save_run(record)
-            s = record["summary"]
-            print(f"{key} seed {seed}: mSA {s['mSA']:.1f} mUA {s['mUA']:.1f} mH {s['mH']:.1f} "
-                  f"CPU {record['cpu_s']:.0f} s", file=sys.stderr, flush=True)
-    OUT.write_text(render(load_record()))
+    if args.record:
+        text = render_record(load_record())
+    else:
+        paths = args.summary or SUMMARIES
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise SystemExit(
+                f"error: {missing[0]} does not exist: run benchmarks/grids/"
+                "generative_replay.toml and generative_replay_diagnostics.toml with czsl "
+                "sweep run and commit their summaries there (--record renders the page "
+                "from the pre-sweep record)")
+        text = render(load_summaries(paths))
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
 

@@ -14,7 +14,8 @@ f-CLSWGAN generator and with the VZSL CVAE) and continual ZSL with generative re
 (``scenarios/{cub,sun}_czsl_generative_replay.toml``), one per label of the grid's
 ``run`` axis (:data:`RUNS`). With ``../shared/data`` (metadata only) the features are
 semi-synthetic and the page says so; pointed at a real xlsa17 folder the same commands
-measure real features.
+measure real features. The page's prose is markdown in ``benchmarks/notes/generators.md``,
+edited there.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks._common import ROOT, load_summaries, page_notes
+from benchmarks._common import ROOT, load_summaries, notes, page_notes
 
 #: the grid's ``run`` label: (scenario file, overrides, generator label); the grid
 #: ``benchmarks/grids/generators.toml`` builds exactly these (tested)
@@ -56,47 +57,10 @@ PUBLISHED_CONTINUAL = {
            "(transductive): 22.4 / 10.7 / 14.5",
 }
 
-NOTES = """\
-How these runs differ from the published ones:
-
-* **Features.** Semi-synthetic features (real CUB/SUN metadata, features synthesised
-  from the attributes; see `czsl/data/semi_synthetic.py`) are easier to tell apart than
-  ResNet-101 features, so the numbers are not comparable with the published ones; the
-  published figures are real-feature anchors only.
-* **f-CLSWGAN's budget.** The published architecture and optimiser (4096-unit
-  generator and critic, WGAN-GP weight 10, 5 critic steps, classification weight 0.01,
-  Adam lr 1e-4 CUB / 2e-4 SUN, batch 64), but 300 generator steps (the scenarios'
-  `cpu_max_iterations`, a cap on a CPU only: a GPU runs the full schedule, and a capped
-  run's notes say what share ran) instead of the paper's 56 (CUB) / 40 (SUN) epochs
-  (about 6,000 / 6,500 steps): one step costs seconds on these 2 shared CPU cores (the
-  CUB and SUN runs took 17-19 minutes each alone, 53-61 minutes beside other runs). At
-  5 % of its schedule the GAN has not learned the unseen classes (ZSL top-1 9.7 % on
-  CUB, 13.1 % on SUN), so its row shows
-  that the full-size pipeline runs, not what f-CLSWGAN reaches: run it on a GPU, or
-  with `--set generator.cpu_max_iterations=0`, for that.
-* **Final classifier.** czsl's `attribute_embedder` with ClassNorm, trained 10 epochs on
-  real seen + synthetic unseen features, in place of f-CLSWGAN's softmax classifier on
-  features; every run uses one fixed schedule: **no epoch is chosen on the test set**
-  (the f-CLSWGAN / TF-VAEGAN reference scripts keep the best test epoch).
-* **Generative replay against Sequential.** On CUB the shipped scenario (18 CVAE epochs
-  a task, GRW's random walk, `fast_math`; tuned in `benchmarks/generative_replay.md`)
-  scores mH 18.9 on seed 0, against Sequential's 18.8 on the same seed there. Two
-  diagnostics bound what a better generator could add: 50 CVAE epochs a task (2.8x the
-  generator's epochs) reach mH 20.0 and final forgetting 0.09 (0.11 at 18 epochs);
-  replaying 5,000 *real* features (GRW's buffer) instead reaches mH 29.6. On SUN the
-  scenario keeps its older settings (10 CVAE epochs, no random walk): mH 15.9 and final
-  forgetting 0.37, below Sequential + CN's 21.0 ± 0.5 (`benchmarks/czsl_table.md`,
-  seeds 0-2): its generator replays poor features of the old classes. Not tuned.
-* **SUN static CVAE.** With 400 synthetic features per unseen class (f-CLSWGAN's SUN
-  setting) against about 16 real ones per seen class, the classifier favours the unseen
-  classes (s 7.5, u 58.8); the number was not tuned.
-* **Static runs use unseen attributes in training**, as every generative GZSL method
-  does; czsl prints such runs as SEMANTIC-TRANSDUCTIVE.
-* **Continual runs are inductive** (`semantic_transductive = false`): only past and
-  current classes are replayed. They replay 25 features per past class on CUB and 8 on
-  SUN (at most 4,750 and 5,264 features, about GRW's 5,000-feature buffer of *real*
-  features). GRW's protocol, not the Tf-GCZSL / DVGR ones, which use unseen attributes.
-"""
+#: the page's prose, kept as markdown in ``benchmarks/notes/generators.md``: ``HOW`` (where
+#: the runs and the page come from), ``BASELINES`` (where the baselines are) and
+#: ``DIFFERENCES`` (how these runs differ from the published ones)
+PROSE = notes("generators", ("HOW", "BASELINES", "DIFFERENCES"))
 
 
 _THREADS = {1: "one", 2: "two"}
@@ -107,10 +71,6 @@ def _f(value, digits=1):
 
 
 SUMMARY = ROOT / "benchmarks" / "sweeps" / "generators.json"
-HOW = ("Runs: `czsl sweep run benchmarks/grids/generators.toml --data-dir ../shared/data`; "
-       "its summary is committed as `benchmarks/sweeps/generators.json` (a copy of the "
-       "sweep's `summary.json`), from which `python -m benchmarks.generators` renders this "
-       "page.")
 
 
 def records_of(summary) -> list[dict]:
@@ -138,7 +98,7 @@ def render(summary) -> str:
     seeds = sorted({r["seed"] for r in records})
     threads = sorted({r["threads"] for r in records})
     lines = ["# Generative ZSL and generative replay (semi-synthetic CUB / SUN)", "",
-             HOW, "", *page_notes([summary])]
+             PROSE["HOW"], "", *page_notes([summary])]
     lines += [f"All runs: seed {', '.join(map(str, seeds))}, "
               f"{' or '.join(_THREADS.get(t, str(t)) for t in threads)} torch thread"
               f"{'s' * (threads != [1])} each, on 2 CPU cores shared with other "
@@ -173,8 +133,7 @@ def render(summary) -> str:
                      f"{_f(s['mUA'])} | {_f(s['mH'])} | {_f(s['mJA'])} | {_f(s['mAUC'])} | "
                      f"{_f(s['forgetting_final'], 3)} | {r['wall_s']:.0f} | "
                      f"{published(PUBLISHED_CONTINUAL, r)} |")
-    lines += ["", "The sequential and Multi-task baselines of the same continual protocol "
-              "are in `benchmarks/czsl_table.md`.", "", NOTES]
+    lines += ["", PROSE["BASELINES"], "", PROSE["DIFFERENCES"], ""]
     return "\n".join(lines)
 
 
