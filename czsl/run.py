@@ -38,9 +38,9 @@ import torch
 
 from czsl import metrics
 from czsl.blame import plugin_failure, what_is_kept
-from czsl.build import BuiltRun, build_run, checkpoint_refs
-from czsl.checkpoint import (Checkpoint, has_checkpoint, load_checkpoint, load_learner_state,
-                             set_rng_state)
+from czsl.build import BuiltRun, build_run
+from czsl.checkpoint import (Checkpoint, has_checkpoint, load_checkpoint,
+                             load_generator_states, load_learner_state, set_rng_state)
 from czsl.config import Scenario, load_scenario, scenario_to_dict
 from czsl.errors import CZSLError, DivergenceError, PluginError
 from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, ResultsFile,
@@ -276,16 +276,14 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
 
 def _restore(built: BuiltRun, resume: Checkpoint) -> list[dict[str, torch.Tensor]]:
     """Load the checkpoint's state into the rebuilt run; return its step records."""
-    learner = built.learner
     records = [{k: v.to(built.device) for k, v in r.items()} for r in resume.records]
     built.start_task(resume.step)
-    # live objects a plugin's state may point to: checkpointed as references
-    refs = checkpoint_refs(learner, built.model, built.view)
-    learner.load_state_dict(load_learner_state(resume.learner, refs))
-    # a replay's generator comes back from the checkpoint as a new object (its
-    # weights, its losses' counters): log and report the one the learner now holds
-    built.generators[:] = _held_generators(learner.plugins) or built.generators
-    # the generators as they were at the end of the task, not as rebuilding left them
+    # live objects a plugin's state may point to (the generators the replay built
+    # included): checkpointed as references, bound to the rebuilt ones
+    refs = built.refs()
+    built.learner.load_state_dict(load_learner_state(resume.learner, refs))
+    built.restore_generators(load_generator_states(resume.generators, refs))
+    # the random generators as they were at the end of the task, not as rebuilding left them
     set_rng_state(resume.rng)
     return records
 
@@ -338,19 +336,6 @@ def _results(built: BuiltRun, records: list[dict[str, torch.Tensor]], wall_time_
     results["runtime"] = runtime_settings(built)
     results["wall_time_s"] = wall_time_s
     return json_ready(results)
-
-
-def _held_generators(plugins: Sequence[Any]) -> list[Any]:
-    """The generators (:class:`czsl.generators.CheckedGenerator`) the learner's plugins
-    hold as attributes, in plugin order, each once."""
-    from czsl.generators import CheckedGenerator
-
-    found: dict[int, Any] = {}
-    for plugin in plugins:
-        for value in getattr(plugin, "__dict__", {}).values():
-            if isinstance(value, CheckedGenerator):
-                found.setdefault(id(value), value)
-    return list(found.values())
 
 
 def _calibrated(scores: metrics.StepScorer, seen: torch.Tensor, scale: float
