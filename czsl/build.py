@@ -354,7 +354,7 @@ class Preflight:
 
 def _key(*parts: Any) -> str:
     """A text that tells settings apart (``parts``: TOML values, plugin tables)."""
-    return json.dumps([{"name": p.name, **p.options} if isinstance(p, PluginConfig) else p
+    return json.dumps([p.table() if isinstance(p, PluginConfig) else p
                        for p in parts], sort_keys=True, default=repr)
 
 

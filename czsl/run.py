@@ -27,13 +27,11 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-import tomllib
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import tomli_w
 import torch
 
 from czsl import metrics
@@ -41,7 +39,7 @@ from czsl.blame import plugin_failure, what_is_kept
 from czsl.build import BuiltRun, build_run
 from czsl.checkpoint import (Checkpoint, has_checkpoint, load_checkpoint,
                              load_generator_states, load_learner_state, set_rng_state)
-from czsl.config import Scenario, load_scenario, scenario_to_dict
+from czsl.config import Scenario, load_scenario, scenario_from_document
 from czsl.errors import CZSLError, DivergenceError, PluginError
 from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, ResultsFile,
                             RunStart, TaskEnd, TensorBoard, timed)
@@ -90,7 +88,7 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     else:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-    document = scenario_to_dict(scenario)
+    document = scenario.document()
     document["protocol"] = {**document["protocol"], **resolved_protocol(built.stream)}
     with run_lock(run_dir):
         return _session(built, run_dir, document, started=started, progress=progress,
@@ -149,8 +147,9 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
         checkpoint = load_checkpoint(run_dir)
         scenario_file = RunFolder(run_dir).scenario_file
         scenario = load_scenario(scenario_file)
-        if tomllib.loads(scenario_file.read_text(encoding="utf-8")) != tomllib.loads(
-                tomli_w.dumps(checkpoint.scenario)):
+        # the scenario.toml the run wrote holds the checkpoint's document: any edit of a
+        # setting makes the two scenarios differ
+        if scenario != scenario_from_document(checkpoint.scenario, "the checkpoint's scenario"):
             raise CZSLError(f"--resume {run_dir}: {scenario_file} was edited after the run "
                             "started; a run resumes with the scenario it started with. Undo "
                             "the edit, or start a new run with the edited scenario")
