@@ -699,3 +699,34 @@ def test_after_a_resume_the_replay_holds_the_generators_the_run_built(tmp_path, 
     fresh = real(build.Plugins(), "cvae", built.scenario.generator.options, 8, 4)
     assert not all(torch.equal(a, b) for a, b in zip(
         holds.weights, (w for m in fresh.generator.modules() for w in m.parameters())))
+
+
+LATE_REPLAY = """
+    from czsl import Component, hookimpl
+
+    KEPT = []
+
+    @hookimpl
+    def czsl_components():
+        return [Component("replay", "late", "keeps make_generator for later")]
+
+    @hookimpl
+    def czsl_make_replay(make_generator):
+        KEPT.append(make_generator)
+        return []
+"""
+
+
+def test_make_generator_after_the_replay_hook_is_refused(plugin_dir):
+    import importlib
+
+    write_plugin_package(plugin_dir, "czsl-late", "czsl_test_late", {"late": "czsl_test_late"},
+                         LATE_REPLAY)
+    built = build_run(load_scenario(None, TINY + ["replay=late"]), echo=lambda _: None)
+    [make_generator] = importlib.import_module("czsl_test_late").KEPT
+    with pytest.raises(PluginError, match=r"^replay 'late' \(plugin 'late' from czsl-late "
+                                          r"0\.1\) called make_generator\(\) after "
+                                          "czsl_make_replay returned; call it in "
+                                          "czsl_make_replay"):
+        make_generator()
+    assert built.generators == []
