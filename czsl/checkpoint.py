@@ -39,8 +39,8 @@ therefore need not know about checkpoints. Two things make generic pickling work
 
 * references from a plugin's state to the run's live objects (the learner, the model, its
   parameters, buffers and submodules, the optimizer, the stream, the generators the
-  replay built: :func:`czsl.build.checkpoint_refs`) are saved as references (pickle's *persistent ids*) and bound to the rebuilt objects on
-  resume, instead of being copied;
+  replay built: :func:`czsl.build.checkpoint_refs`) are saved as references (pickle's
+  *persistent ids*) and bound to the rebuilt objects on resume, instead of being copied;
 * a generator made by ``iter(obj)`` that has not started yet (A-GEM's memory iterator is
   one at the end of every task) is saved as ``iter(obj)``. A generator that has started
   cannot be saved: such a plugin must define ``__getstate__``/``__setstate__`` (see

@@ -122,8 +122,9 @@ def component_clash(other: Listed, item: Listed) -> tuple[Listed | None, list[Pr
     key = (comp.kind, comp.name)
     this = f"the {comp.kind} {comp.name!r}"
     if first.package == BUILT_IN:  # the built-in stays; the other is renamed
-        message = (f"{second.plugin_label()} declares {this}, a built-in name, so czsl ignores its {comp.kind}; rename it in "
-                   "that plugin's czsl_components() (and in your scenarios)")
+        message = (f"{second.plugin_label()} declares {this}, a built-in name, so czsl "
+                   f"ignores its {comp.kind}; rename it in that plugin's czsl_components() "
+                   "(and in your scenarios)")
         return first, [Problem(second.plugin, f"{second.package} {second.version}",
                                message, (key,))]
     message = (f"{first.plugin_label()} and {second.plugin_label()} both declare {this}, "

@@ -623,7 +623,8 @@ def test_a_generator_sampling_nan_is_blamed_not_the_classifier(tmp_path, plugin_
 
 @pytest.mark.parametrize("overrides", [
     # the generator (its networks) is saved on its own after every task, the replay
-    # plugin's state referring to it; enough replay and test data that a generator lost on resume changes the accuracies
+    # plugin's state referring to it; enough replay and test data that a generator lost
+    # on resume changes the accuracies
     ["replay=generative_replay", *FAST_CVAE, "replay.replay_per_class=60",
      "data.synthesis.samples_per_class=40"],
     # Avalanche's buffer of datasets, per class
