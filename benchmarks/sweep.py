@@ -49,14 +49,14 @@ def _sequential(grid: Path, data_dir: Path, out: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from czsl.config import scenario_from_dict
+    from czsl.config import scenario_from_document
     from czsl.run import run_scenario
     from czsl.sweep.driver import Options, plan
     from czsl.sweep.grid import parse_grid
     from czsl.sweep.store import SweepDir
 
     for spec in plan(parse_grid(grid), SweepDir(out), Options(data_dir=data_dir)):
-        run_scenario(scenario_from_dict(spec["document"]), data_dir=data_dir,
+        run_scenario(scenario_from_document(spec["document"]), data_dir=data_dir,
                      progress=False, echo=lambda _: None, run_dir=out / "runs" / spec["id"])
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from czsl.checkpoint import Unpicklable
 from czsl.errors import PluginError
@@ -56,34 +56,46 @@ def plugin_failure(exc: Exception, owners: dict[int, tuple[str, str, Listed]], s
 
 def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
                       owners: dict[int, tuple[str, str, Listed]], refs: dict[str, Any],
-                      when: str, kept: str) -> Exception:
-    """The error for learner state that :func:`czsl.checkpoint.dump_learner_state`
-    cannot pickle, naming the component whose fix it is.
+                      when: str, kept: str, generators: Sequence[Any] = ()) -> Exception:
+    """The error for learner or generator state that :mod:`czsl.checkpoint` cannot
+    pickle (:func:`czsl.checkpoint.dump_learner_state`,
+    :func:`czsl.checkpoint.dump_generator_states`), naming the component whose fix it is.
 
-    A plugin's attribute that holds the scenario's generator (a
-    :class:`czsl.generators.CheckedGenerator`), or another plugin's object, is that
-    component's to fix, so it is named instead of the plugin holding it; so is an
-    add-on generator loss the generator holds.
+    The scenario's generator (a :class:`czsl.generators.CheckedGenerator`), or another
+    plugin's object a plugin holds, is that component's to fix, so it is named instead
+    of the plugin holding it; so is an add-on generator loss the generator holds.
 
-    :param exc: what :func:`czsl.checkpoint.dump_learner_state` raised.
-    :param extra_plugins: the learner's ``extra_plugins`` (``exc.path[1]`` indexes them).
+    :param exc: what :mod:`czsl.checkpoint` raised.
+    :param extra_plugins: the learner's ``extra_plugins`` (``exc.path[1]`` indexes them
+        where ``exc.path[0]`` is ``"plugins"``).
     :param owners: ``id()`` of each object a plugin built -> ``(kind, name, listing)``.
     :param refs: the references the checkpoint pickles with (to look deeper).
     :param when: e.g. ``"after task 2"``.
     :param kept: what the run folder keeps, and what to do (see :func:`what_is_kept`).
+    :param generators: the run's generators (``exc.path[1]`` indexes them where
+        ``exc.path[0]`` is ``"generators"``).
     :return: a :class:`PluginError`, or a ``RuntimeError`` when the state is czsl's own
         (a bug).
     """
     from czsl.checkpoint import find_unpicklable, object_state, picklable
     from czsl.generators import CheckedGenerator, GeneratorLosses
 
-    path = exc.path  # ("plugins", index, attribute, ...) or ("model", ...), ...
-    holder = extra_plugins[path[1]] if path[0] == "plugins" else None
-    owner = None if holder is None else owners.get(id(holder))
-    if owner is None:
-        return RuntimeError(f"cannot checkpoint the learner's {path}: {exc.cause}")
-    state = object_state(holder)
-    value = state.get(path[2]) if len(path) > 2 and isinstance(state, dict) else None
+    path = exc.path  # ("plugins", index, attribute, ...), ("generators", index, ...), ...
+    if path[0] == "generators":
+        value = generators[path[1]]
+        # only to say where it is held: the replay's plugins hold it by reference
+        holder, attribute = _holder(value, extra_plugins)
+        owner = owners.get(id(holder))
+        if id(value.generator) not in owners:
+            return RuntimeError(f"cannot checkpoint the run's {path}: {exc.cause}")
+    else:
+        holder = extra_plugins[path[1]] if path[0] == "plugins" else None
+        owner = None if holder is None else owners.get(id(holder))
+        if owner is None:
+            return RuntimeError(f"cannot checkpoint the learner's {path}: {exc.cause}")
+        state = object_state(holder)
+        attribute = path[2] if len(path) > 2 else None
+        value = state.get(attribute) if attribute and isinstance(state, dict) else None
     inner = value.generator if isinstance(value, CheckedGenerator) else value
     if value is not None and id(inner) in owners and inner is not holder:
         # another component's object: that component's fix (e.g. a GAN's spectral_norm)
@@ -101,7 +113,8 @@ def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
                         "lambda or a local function or class), with __getstate__/"
                         f"__setstate__ that leave out what pickle refuses. {kept}")
         what = f"its attribute {deeper[0]!r}" if deeper else "its state"
-        held = f", held by {owner[0]} {owner[1]!r} as {path[2]!r}"
+        held = "" if owner is None else f", held by {owner[0]} {owner[1]!r}" + (
+            f" as {attribute!r}" if attribute else "")
         obj = inner
     else:
         item = owner[2]
@@ -112,3 +125,16 @@ def unpicklable_error(exc: Unpicklable, extra_plugins: list[Any],
         f"({type(exc.cause).__name__}: {exc.cause}). czsl pickles the state of every "
         f"plugin's objects after each task (see czsl.hookspecs); {type(obj).__name__} "
         f"needs __getstate__/__setstate__ that leave it out (or rebuild it). {kept}")
+
+
+def _holder(value: Any, extra_plugins: list[Any]) -> tuple[Any, str | None]:
+    """The plugin with an attribute that is ``value``, and the attribute's name (for an
+    error message only); ``(None, None)`` if none has one."""
+    from czsl.checkpoint import object_state
+
+    for plugin in extra_plugins:
+        state = object_state(plugin)
+        for name, item in (state.items() if isinstance(state, dict) else ()):
+            if item is value:
+                return plugin, name
+    return None, None

@@ -31,7 +31,8 @@ import torch
 from avalanche.core import SupervisedPlugin
 
 from czsl.blame import unpicklable_error
-from czsl.checkpoint import Unpicklable, dump_learner_state, fingerprint, seed_everything
+from czsl.checkpoint import (Unpicklable, dump_generator_states, dump_learner_state, fingerprint,
+                             restore_object_state, seed_everything)
 from czsl.config import PluginConfig, Scenario, TrainConfig
 from czsl.data import ZSLDataset, load_dataset
 from czsl.errors import ConfigError, CZSLError, PluginError, brief
@@ -60,8 +61,10 @@ class BuiltRun:
     :param generator: the ``[generator]`` name if the replay built one, else ``None``.
     :param timings: seconds spent reading the data (``"data"``) and building the rest
         (``"setup"``).
-    :param generators: the generators the replay has built so far (a live list: a replay
-        may build them while training), whose logged losses TensorBoard shows.
+    :param generators: the generators the replay built (``make_generator`` in
+        :func:`czsl.hookspecs.czsl_make_replay`), the very objects its plugins hold:
+        checkpointed as references (:func:`checkpoint_refs`), their state restored into
+        them on resume (:meth:`restore_generators`); TensorBoard shows their logged losses.
     :param observers: what the plugins' ``czsl_observers`` hooks add to the run's
         observers (:mod:`czsl.observers`), in plugin order.
     """
@@ -93,6 +96,27 @@ class BuiltRun:
     def start_task(self, step: int) -> None:
         """Show the view (and so the learner and plugins) the classes of task ``step``."""
         self.view.start_task(step, self.stream.tasks, self.stream.attributes)
+
+    def refs(self) -> dict[str, Any]:
+        """The live objects a plugin's state may point to (:func:`checkpoint_refs`)."""
+        return checkpoint_refs(self.learner, self.model, self.view, self.generators)
+
+    def restore_generators(self, states: list[Any]) -> None:
+        """Give each of :attr:`generators` its checkpointed state
+        (:func:`czsl.checkpoint.load_generator_states`), in place: the replay's plugins
+        hold these objects. The plugin's object it wraps is the checkpoint's, and is
+        blamed on the generator plugin as the one it replaces was.
+
+        :raises CZSLError: if the checkpoint holds another number of generators.
+        """
+        if len(states) != len(self.generators):
+            raise CZSLError(f"the checkpoint holds {len(states)} generator(s), the rebuilt "
+                            f"run built {len(self.generators)}; resume it with the plugin "
+                            "versions that started it, or start the run again")
+        for generator, state in zip(self.generators, states):
+            owner = self.owners.pop(id(generator.generator))
+            restore_object_state(generator, state)
+            self.owners[id(generator.generator)] = owner
 
 
 def resolve_device(name: str) -> torch.device:
@@ -189,7 +213,13 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
     n_features, n_attributes = dataset.n_features, view.n_attributes
 
     def make_generator() -> CheckedGenerator:
-        """The scenario's ``[generator]``, for a replay plugin that asks for one."""
+        """The scenario's ``[generator]``, for a replay plugin that asks for one (in
+        its ``czsl_make_replay``: the generators are the run's from then on)."""
+        if learner is not None:
+            raise PluginError(f"{plugins.find('replay', scenario.replay.name).label()} "
+                              "called make_generator() after czsl_make_replay returned; call "
+                              "it in czsl_make_replay (see czsl/hookspecs.py), so that the "
+                              "run checkpoints the generator it built")
         generator = build_generator(plugins, scenario.generator.name,
                                     scenario.generator.options, n_features, n_attributes
                                     ).to(device)
@@ -200,6 +230,7 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
         return generator
 
     extra: list[SupervisedPlugin] = []
+    learner = None  # set once the plugins are built: make_generator is refused then
     for kind in ("regularizer", "replay"):
         built = make_plugins(plugins, scenario, kind, view, make_generator)
         item = plugins.find(kind, getattr(scenario, kind).name)
@@ -210,7 +241,7 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
             build_generator(plugins, scenario.generator.name, scenario.generator.options,
                             n_features, n_attributes)
     learner = make_learner(model, view, scenario.train, device, extra)
-    check_checkpointable(learner, model, view, owners)
+    check_checkpointable(learner, model, view, built_generators, owners)
     observers = plugin_observers(plugins, scenario)
     return BuiltRun(scenario=scenario, data_dir=data_dir, device=device, dataset=dataset,
                     stream=stream, view=view, model=model, extra=extra, learner=learner,
@@ -323,37 +354,43 @@ class Preflight:
 
 def _key(*parts: Any) -> str:
     """A text that tells settings apart (``parts``: TOML values, plugin tables)."""
-    return json.dumps([{"name": p.name, **p.options} if isinstance(p, PluginConfig) else p
+    return json.dumps([p.table() if isinstance(p, PluginConfig) else p
                        for p in parts], sort_keys=True, default=repr)
 
 
 # ------------------------------------------------------------ hook contracts
 
 
-def checkpoint_refs(learner: ZSLLearner, model: torch.nn.Module,
-                    view: TaskView) -> dict[str, Any]:
+def checkpoint_refs(learner: ZSLLearner, model: torch.nn.Module, view: TaskView,
+                    generators: list[CheckedGenerator]) -> dict[str, Any]:
     """The run's live objects a plugin's state may point to: checkpointed as references
-    (see :mod:`czsl.checkpoint`)."""
+    (see :mod:`czsl.checkpoint`), the generators the replay built (:attr:`BuiltRun.generators`)
+    included, whose own state the checkpoint saves beside
+    (:func:`czsl.checkpoint.dump_generator_states`)."""
     return {"learner": learner, "model": model, "optimizer": learner.optimizer,
-            "stream": view}
+            "stream": view, **{f"generator:{i}": g for i, g in enumerate(generators)}}
 
 
 def check_checkpointable(learner: ZSLLearner, model: torch.nn.Module, view: TaskView,
+                         generators: list[CheckedGenerator],
                          owners: dict[int, tuple[str, str, Listed]]) -> None:
-    """Pickle the learner's state as every checkpoint will, before anything trains.
+    """Pickle the learner's and the generators' state as every checkpoint will, before
+    anything trains.
 
     A plugin (or the generator a replay holds) whose state cannot be pickled would
     otherwise fail only after its first task had trained.
 
     :raises PluginError: naming the component whose state cannot be pickled, and the fix.
     """
-    refs = checkpoint_refs(learner, model, view)
+    refs = checkpoint_refs(learner, model, view, generators)
     try:
         dump_learner_state(learner.state_dict(), refs)
+        dump_generator_states(generators, refs)
     except Unpicklable as exc:
         error = unpicklable_error(exc, learner.extra_plugins, owners, refs,
                                   when="(found when the run was built)",
-                                  kept="Nothing was trained and no run folder was written.")
+                                  kept="Nothing was trained and no run folder was written.",
+                                  generators=generators)
         raise error from exc.cause
 
 

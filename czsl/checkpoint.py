@@ -15,6 +15,10 @@ logits: a run scores each step when it ends and keeps only what the run's metric
 * the learner's state (:meth:`czsl.learner.ZSLLearner.state_dict`): the model's and the
   optimizer's ``state_dict``, Avalanche's clock, and the state of every regularizer,
   replay and logging plugin;
+* the state of each generator the replay built (:attr:`czsl.build.BuiltRun.generators`,
+  :func:`dump_generator_states`), on its own: a replay plugin holding one saves a
+  reference to it, so after a resume it holds the generator the rebuilt run built, with
+  the saved state restored into it;
 * the random number generators (Python, numpy, torch, CUDA), captured at the end of
   the task, so the next task draws the same batches and memory samples as it would have
   in an uninterrupted run;
@@ -34,9 +38,9 @@ attributes are restored from its pickled state (the standard pickle protocol:
 therefore need not know about checkpoints. Two things make generic pickling work:
 
 * references from a plugin's state to the run's live objects (the learner, the model, its
-  parameters, buffers and submodules, the optimizer, the stream, the run logger) are
-  saved as references (pickle's *persistent ids*) and bound to the rebuilt objects on
-  resume, instead of being copied;
+  parameters, buffers and submodules, the optimizer, the stream, the generators the
+  replay built: :func:`czsl.build.checkpoint_refs`) are saved as references (pickle's
+  *persistent ids*) and bound to the rebuilt objects on resume, instead of being copied;
 * a generator made by ``iter(obj)`` that has not started yet (A-GEM's memory iterator is
   one at the end of every task) is saved as ``iter(obj)``. A generator that has started
   cannot be saved: such a plugin must define ``__getstate__``/``__setstate__`` (see
@@ -63,7 +67,7 @@ import io
 import pickle
 import random
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +75,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from czsl import __version__
 from czsl.errors import CZSLError
 from czsl.runfolder import (CHECKPOINT_DIR, CHECKPOINT_STATE, RESULTS_FILE, SCENARIO_FILE,
                             RunFolder, atomic_write)
@@ -78,7 +83,10 @@ from czsl.runfolder import (CHECKPOINT_DIR, CHECKPOINT_STATE, RESULTS_FILE, SCEN
 #: The file that commits a checkpoint (:attr:`czsl.runfolder.RunFolder.checkpoint_state`).
 STATE_FILE = CHECKPOINT_STATE
 #: Version of the checkpoint layout; a checkpoint of another version is refused.
-FORMAT = 3  # 2: loggers are not part of the learner's plugin state; 3: step records, no logits
+#: 2: loggers are not part of the learner's plugin state; 3: step records, no logits;
+#: 4: the generators are saved as references, their state on its own, and the czsl
+#: version that wrote the checkpoint is recorded.
+FORMAT = 4
 
 
 class Unpicklable(Exception):
@@ -108,6 +116,8 @@ class Checkpoint:
     :param learner: the learner's state, each part still pickled (see :func:`load_learner_state`).
     :param rng: :func:`rng_state` at the end of task ``step``.
     :param records: :func:`czsl.metrics.step_record` of tasks ``0 .. step`` (on the CPU).
+    :param generators: the state of each generator the replay built, still pickled
+        (see :func:`dump_generator_states`).
     """
 
     step: int
@@ -120,6 +130,7 @@ class Checkpoint:
     learner: dict[str, Any]
     rng: dict[str, Any]
     records: list[dict[str, torch.Tensor]]
+    generators: list[bytes]
 
 
 # ------------------------------------------------------------------ object state
@@ -233,6 +244,25 @@ def dump_learner_state(state: Mapping[str, Any], refs: Mapping[str, Any]) -> dic
     return out
 
 
+def dump_generator_states(generators: Sequence[Any], refs: Mapping[str, Any]) -> list[bytes]:
+    """Pickle the state of each generator the replay built
+    (:class:`czsl.generators.CheckedGenerator`: the generator plugin's object and its
+    losses), each on its own; the generators themselves are in ``refs``, so a plugin's
+    state refers to them (:func:`czsl.build.checkpoint_refs`).
+
+    :raises Unpicklable: at ``("generators", i, attribute, ...)``.
+    """
+    refs = _expand_refs(refs)
+    return [_dumps(object_state(g), refs, ("generators", i)) for i, g in enumerate(generators)]
+
+
+def load_generator_states(blobs: Sequence[bytes], refs: Mapping[str, Any]) -> list[Any]:
+    """Undo :func:`dump_generator_states`: the states, to restore into the rebuilt
+    generators (:meth:`czsl.build.BuiltRun.restore_generators`)."""
+    refs = _expand_refs(refs)
+    return [_loads(blob, refs) for blob in blobs]
+
+
 def find_unpicklable(obj: Any, refs: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """Where in ``obj``'s pickling state pickling fails (e.g. ``("net",)``), ``()`` if
     its state is not a dict, or ``None`` if it pickles.
@@ -319,7 +349,8 @@ def save_checkpoint(run_dir: Path, checkpoint: Checkpoint) -> None:
     folder = RunFolder(run_dir).checkpoint_dir
     folder.mkdir(exist_ok=True)
     records = [{k: v.detach().cpu() for k, v in r.items()} for r in checkpoint.records]
-    document = {"format": FORMAT, **vars(checkpoint), "records": records}
+    document = {"format": FORMAT, "czsl": __version__, **vars(checkpoint),
+                "records": records}
     atomic_write(folder / STATE_FILE,
                   lambda fh: pickle.dump(document, fh, protocol=pickle.HIGHEST_PROTOCOL))
 
@@ -360,17 +391,22 @@ def load_checkpoint(run_dir: Path) -> Checkpoint:
         with state.open("rb") as fh:
             document = pickle.load(fh)
         version = document.pop("format")
+        writer = document.pop("czsl", None)
     except Exception as exc:
         raise CZSLError(f"--resume {run_dir}: {state} is unreadable "
                         f"({type(exc).__name__}: {exc}); {fresh}") from exc
     if version != FORMAT:
-        raise CZSLError(f"--resume {run_dir}: {state} has checkpoint format {version}, this "
-                        f"czsl reads format {FORMAT}; resume it with the czsl version that "
-                        f"started it, or {fresh}")
+        # formats before 4 recorded no version: every one was written by czsl 0.1.0
+        writer = (f"czsl {writer}" if writer else
+                  "czsl 0.1.0 from before checkpoint format 4")
+        raise CZSLError(f"--resume {run_dir}: {state} has checkpoint format {version}, "
+                        f"written by {writer}; this czsl ({__version__}) reads format "
+                        f"{FORMAT}: finish the run with the czsl that wrote it, or {fresh}")
     return Checkpoint(**document)
 
 
-__all__ = ["CHECKPOINT_DIR", "Checkpoint", "STATE_FILE", "Unpicklable", "dump_learner_state",
-           "fingerprint", "has_checkpoint", "load_checkpoint", "load_learner_state",
+__all__ = ["CHECKPOINT_DIR", "Checkpoint", "FORMAT", "STATE_FILE", "Unpicklable",
+           "dump_generator_states", "dump_learner_state", "fingerprint", "has_checkpoint",
+           "load_checkpoint", "load_generator_states", "load_learner_state",
            "object_state", "remove_checkpoint", "restore_object_state",
            "rng_state", "save_checkpoint", "set_rng_state"]

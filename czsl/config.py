@@ -119,6 +119,10 @@ class PluginConfig:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
 
+    def table(self) -> dict[str, Any]:
+        """The table as a scenario file writes it: ``name`` and the options beside it."""
+        return {"name": self.name, **self.options}
+
 
 @dataclass(frozen=True)
 class Scenario:
@@ -150,6 +154,25 @@ class Scenario:
     replay: PluginConfig = field(default_factory=lambda: PluginConfig("none"))
     #: built only when the replay plugin asks for a generator (generative replay)
     generator: PluginConfig = field(default_factory=lambda: PluginConfig("cvae"))
+
+    def document(self) -> dict[str, Any]:
+        """The scenario as a document: the dict a scenario file parses to, every key
+        resolved (plugin tables as :meth:`PluginConfig.table`).
+
+        The one conversion of a scenario to plain data, undone by
+        :func:`scenario_from_document`: ``scenario.toml`` (its TOML text), a checkpoint's
+        scenario, a sweep's run ids and the specs its workers get are this document.
+        """
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, PluginConfig):
+                out[f.name] = value.table()
+            elif dataclasses.is_dataclass(value):
+                out[f.name] = dataclasses.asdict(value)
+            else:
+                out[f.name] = value
+        return out
 
 
 _CHOICES = {
@@ -251,13 +274,14 @@ def _plugin(table: dict[str, Any], section: str, source: str, default: str) -> P
     return PluginConfig(name=name, options=options)
 
 
-def scenario_from_dict(table: dict[str, Any], source: str = "scenario") -> Scenario:
-    """Build a :class:`Scenario` from a parsed TOML document.
+def scenario_from_document(table: dict[str, Any], source: str = "scenario") -> Scenario:
+    """Build a :class:`Scenario` from a document: a parsed scenario file, or what
+    :meth:`Scenario.document` returned (the scenario back, equal).
 
     Tables and keys left out keep their defaults (a plugin table without ``name``
     keeps the default plugin).
 
-    :param table: the parsed document.
+    :param table: the document.
     :param source: the file name, for error messages.
     :raises ConfigError: for unknown keys, wrong types and invalid choices.
     """
@@ -298,7 +322,7 @@ def load_scenario(path: str | Path | None, overrides: list[str] = ()) -> Scenari
     # whole tables first, so a table value never drops a key another override set
     for item, parts, value in sorted(parsed, key=lambda p: not isinstance(p[2], dict)):
         _apply_override(table, item, parts, value)
-    return scenario_from_dict(table, source)
+    return scenario_from_document(table, source)
 
 
 _PLUGIN_TABLES = {f.name for f in dataclasses.fields(Scenario)
@@ -333,25 +357,11 @@ def _apply_override(table: dict[str, Any], item: str, parts: list[str], value: A
     node[parts[-1]] = value
 
 
-def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
-    """The scenario as a TOML-ready document (plugin options flattened into the table)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(scenario):
-        value = getattr(scenario, f.name)
-        if isinstance(value, PluginConfig):
-            out[f.name] = {"name": value.name, **value.options}
-        elif dataclasses.is_dataclass(value):
-            out[f.name] = dataclasses.asdict(value)
-        else:
-            out[f.name] = value
-    return out
-
-
 def plugin_tables(document: dict[str, Any]) -> str:
     """The plugin tables of a resolved scenario in one line, only the options it sets:
     ``model=attribute_embedder{class_norm=true,scale=5.0} regularizer=none ...``.
 
-    :param document: :func:`scenario_to_dict` of the scenario.
+    :param document: :meth:`Scenario.document` of the scenario.
     """
     out = []
     for kind in (f.name for f in dataclasses.fields(Scenario) if f.name in _PLUGIN_TABLES):
@@ -375,4 +385,4 @@ def _inline(value: Any) -> str:
 
 
 __all__ = ["DataConfig", "PluginConfig", "ProtocolConfig", "Scenario", "TrainConfig",
-           "load_scenario", "plugin_tables", "scenario_from_dict", "scenario_to_dict"]
+           "load_scenario", "plugin_tables", "scenario_from_document"]

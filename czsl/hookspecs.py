@@ -33,17 +33,19 @@ Training is Avalanche's business, not pluggy's: factories return torch modules a
 Avalanche ``SupervisedPlugin`` instances, and everything that happens during training
 goes through Avalanche's own callbacks.
 
-Checkpoints need nothing from a plugin but picklable state. After every task czsl
-saves the model's ``state_dict()`` and each Avalanche plugin's ``__getstate__()`` (by
-default, its attributes); on ``czsl run --resume`` it calls the factories again with the
-same arguments and restores that state into the new objects (``__setstate__``, or by
-updating ``__dict__``). Attributes that point to the learner, the model (or its
-parameters, buffers, submodules), the optimizer or the task view are saved as references
-and point to the rebuilt ones; an iterator made by ``iter(obj)`` that has not started
-is saved as ``iter(obj)``. A plugin holding anything else that pickle refuses (an open
-file, a lambda, a running generator, a torch-parametrized module) defines
-``__getstate__``/``__setstate__``; otherwise the run stops, with an error naming the
-component (the generator, not the replay holding it) and the attribute: when it is
+Checkpoints need nothing from a plugin but picklable state. After every task czsl saves
+the model's ``state_dict()`` and each Avalanche plugin's ``__getstate__()`` (by default,
+its attributes); on ``czsl run --resume`` it calls the factories again with the same
+arguments and restores that state into the new objects (``__setstate__``, or by updating
+``__dict__``). Attributes that point to the learner, the model (or its parameters,
+buffers, submodules), the optimizer, the task view or a generator ``make_generator``
+built are saved as references and point to the rebuilt ones (a generator's own state is
+saved beside and restored into the rebuilt generator, so a replay holds the same
+generator object before and after a resume); an iterator made by ``iter(obj)`` that has
+not started is saved as ``iter(obj)``. A plugin holding anything else that pickle
+refuses (an open file, a lambda, a running generator, a torch-parametrized module)
+defines ``__getstate__``/``__setstate__``; otherwise the run stops, with an error naming
+the component (the generator, not the replay holding it) and the attribute: when it is
 built, before any training (the state is pickled once then), or at the end of the first
 task whose state cannot be saved. See :mod:`czsl.checkpoint`.
 """
@@ -175,9 +177,10 @@ def czsl_make_replay(
     Called once per run, before the first task, on the plugin that declared ``name``.
 
     A replay that needs a feature generator calls ``make_generator()`` (once, in this
-    hook, so a bad ``[generator]`` table fails before training); a replay that needs
-    none does not take the argument, and the scenario's ``[generator]`` is then never
-    built. This keeps generators and replay schemes independent: every replay works
+    hook, so a bad ``[generator]`` table fails before training; a call after the hook
+    has returned is refused: the run checkpoints the generators built here); a replay
+    that needs none does not take the argument, and the scenario's ``[generator]`` is
+    then never built. This keeps generators and replay schemes independent: every replay works
     with every generator plugin.
 
     A replay plugin that reads the attributes of classes not seen yet (transductive

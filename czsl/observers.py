@@ -38,9 +38,8 @@ import torch
 from czsl import metrics
 from czsl.blame import unpicklable_error, what_is_kept
 from czsl.board import LossLogger, RunLogger
-from czsl.build import checkpoint_refs
-from czsl.checkpoint import (Checkpoint, Unpicklable, dump_learner_state, rng_state,
-                             save_checkpoint)
+from czsl.checkpoint import (Checkpoint, Unpicklable, dump_generator_states,
+                             dump_learner_state, rng_state, save_checkpoint)
 from czsl.errors import DivergenceError
 from czsl.runfolder import write_results
 
@@ -224,7 +223,7 @@ class Checkpointer(Observer):
     def before_run(self, start: RunStart) -> None:
         built = self.built = start.built
         # live objects a plugin's state may point to: checkpointed as references
-        self.refs = checkpoint_refs(built.learner, built.model, built.view)
+        self.refs = built.refs()
         data_dir = None if built.data_dir is None else str(Path(built.data_dir).resolve())
         self.fields = {"n_tasks": built.stream.n_tasks, "scenario": self.document,
                        "data_dir": data_dir, "fingerprint": built.fingerprint(),
@@ -234,13 +233,15 @@ class Checkpointer(Observer):
         learner = self.built.learner
         try:
             blobs = dump_learner_state(learner.state_dict(), self.refs)
+            generators = dump_generator_states(self.built.generators, self.refs)
         except Unpicklable as exc:
             raise unpicklable_error(exc, learner.extra_plugins, self.built.owners, self.refs,
                                     when=f"after task {end.step}",
-                                    kept=what_is_kept(end.run_dir, end.step)) from exc.cause
+                                    kept=what_is_kept(end.run_dir, end.step),
+                                    generators=self.built.generators) from exc.cause
         save_checkpoint(end.run_dir, Checkpoint(
-            learner=blobs, step=end.step, records=end.records, elapsed_s=self.elapsed_s(),
-            rng=rng_state(), **self.fields))
+            learner=blobs, generators=generators, step=end.step, records=end.records,
+            elapsed_s=self.elapsed_s(), rng=rng_state(), **self.fields))
 
 
 class ResultsFile(Observer):

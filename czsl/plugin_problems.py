@@ -46,6 +46,20 @@ class Listed:
         return (f"{kind or self.component.kind} {self.component.name!r} (plugin "
                 f"{self.plugin!r} from {self.package} {self.version}{detail})")
 
+    def plugin_label(self) -> str:
+        """How messages about its whole plugin name it (:func:`plugin_label`)."""
+        return plugin_label(self.plugin, f"{self.package} {self.version}")
+
+
+def plugin_label(plugin: str, package: str) -> str:
+    """How every message about a whole plugin names it: ``plugin 'x' (czsl-x 0.1)`` (a
+    component is named by :meth:`Listed.label`).
+
+    :param plugin: the entry-point name.
+    :param package: ``"name version"`` of the distribution that installed it.
+    """
+    return f"plugin {plugin!r} ({package})"
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -108,13 +122,12 @@ def component_clash(other: Listed, item: Listed) -> tuple[Listed | None, list[Pr
     key = (comp.kind, comp.name)
     this = f"the {comp.kind} {comp.name!r}"
     if first.package == BUILT_IN:  # the built-in stays; the other is renamed
-        message = (f"plugin {second.plugin!r} ({second.package} {second.version}) declares "
-                   f"{this}, a built-in name, so czsl ignores its {comp.kind}; rename it in "
-                   "that plugin's czsl_components() (and in your scenarios)")
+        message = (f"{second.plugin_label()} declares {this}, a built-in name, so czsl "
+                   f"ignores its {comp.kind}; rename it in that plugin's czsl_components() "
+                   "(and in your scenarios)")
         return first, [Problem(second.plugin, f"{second.package} {second.version}",
                                message, (key,))]
-    message = (f"plugins {first.plugin!r} ({first.package} {first.version}) and "
-               f"{second.plugin!r} ({second.package} {second.version}) both declare {this}, "
+    message = (f"{first.plugin_label()} and {second.plugin_label()} both declare {this}, "
                "so czsl uses neither; rename it in one of them or uninstall one (pip "
                f"uninstall {first.package} / {second.package})")
     return None, [Problem(c.plugin, f"{c.package} {c.version}", message, (key,))

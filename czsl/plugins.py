@@ -28,7 +28,8 @@ from czsl.hookspecs import KINDS
 from czsl.plugin_check import check
 from czsl.plugin_options import ComponentOptions, read
 from czsl.plugin_problems import (BUILT_IN, ENTRY_POINT_GROUP, Listed, Problem,
-                                  component_clash, declared, dist_of, entry_point_clash)
+                                  component_clash, declared, dist_of, entry_point_clash,
+                                  plugin_label)
 
 __all__ = ["BUILT_IN", "ENTRY_POINT_GROUP", "ComponentOptions", "Listed", "Plugins",
            "Problem"]
@@ -131,9 +132,8 @@ class Plugins:
         return f"{name} {version}"
 
     def plugin_label(self, plugin: str) -> str:
-        """How messages about a whole plugin name it: ``plugin 'x' (czsl-x 0.1)`` (a
-        component is named by :meth:`Listed.label`)."""
-        return f"plugin {plugin!r} ({self.package_of(plugin)})"
+        """How messages about a whole plugin name it (:func:`plugin_label`)."""
+        return plugin_label(plugin, self.package_of(plugin))
 
     def _collect_components(self) -> list[Listed]:
         listed: dict[tuple[str, str], Listed] = {}

@@ -27,21 +27,19 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
-import tomllib
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import tomli_w
 import torch
 
 from czsl import metrics
 from czsl.blame import plugin_failure, what_is_kept
-from czsl.build import BuiltRun, build_run, checkpoint_refs
-from czsl.checkpoint import (Checkpoint, has_checkpoint, load_checkpoint, load_learner_state,
-                             set_rng_state)
-from czsl.config import Scenario, load_scenario, scenario_to_dict
+from czsl.build import BuiltRun, build_run
+from czsl.checkpoint import (Checkpoint, has_checkpoint, load_checkpoint,
+                             load_generator_states, load_learner_state, set_rng_state)
+from czsl.config import Scenario, load_scenario, scenario_from_document
 from czsl.errors import CZSLError, DivergenceError, PluginError
 from czsl.observers import (Checkpointer, DivergenceCheck, Observer, ProgressBar, ResultsFile,
                             RunStart, TaskEnd, TensorBoard, timed)
@@ -90,7 +88,7 @@ def run_scenario(scenario: Scenario, *, data_dir: Path | None = None,
     else:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-    document = scenario_to_dict(scenario)
+    document = scenario.document()
     document["protocol"] = {**document["protocol"], **resolved_protocol(built.stream)}
     with run_lock(run_dir):
         return _session(built, run_dir, document, started=started, progress=progress,
@@ -149,8 +147,9 @@ def resume_run(run_dir: Path, *, data_dir: Path | None = None, progress: bool = 
         checkpoint = load_checkpoint(run_dir)
         scenario_file = RunFolder(run_dir).scenario_file
         scenario = load_scenario(scenario_file)
-        if tomllib.loads(scenario_file.read_text(encoding="utf-8")) != tomllib.loads(
-                tomli_w.dumps(checkpoint.scenario)):
+        # the scenario.toml the run wrote holds the checkpoint's document: any edit of a
+        # setting makes the two scenarios differ
+        if scenario != scenario_from_document(checkpoint.scenario, "the checkpoint's scenario"):
             raise CZSLError(f"--resume {run_dir}: {scenario_file} was edited after the run "
                             "started; a run resumes with the scenario it started with. Undo "
                             "the edit, or start a new run with the edited scenario")
@@ -276,16 +275,14 @@ def _train(built: BuiltRun, run_dir: Path, document: dict[str, Any], *, started:
 
 def _restore(built: BuiltRun, resume: Checkpoint) -> list[dict[str, torch.Tensor]]:
     """Load the checkpoint's state into the rebuilt run; return its step records."""
-    learner = built.learner
     records = [{k: v.to(built.device) for k, v in r.items()} for r in resume.records]
     built.start_task(resume.step)
-    # live objects a plugin's state may point to: checkpointed as references
-    refs = checkpoint_refs(learner, built.model, built.view)
-    learner.load_state_dict(load_learner_state(resume.learner, refs))
-    # a replay's generator comes back from the checkpoint as a new object (its
-    # weights, its losses' counters): log and report the one the learner now holds
-    built.generators[:] = _held_generators(learner.plugins) or built.generators
-    # the generators as they were at the end of the task, not as rebuilding left them
+    # live objects a plugin's state may point to (the generators the replay built
+    # included): checkpointed as references, bound to the rebuilt ones
+    refs = built.refs()
+    built.learner.load_state_dict(load_learner_state(resume.learner, refs))
+    built.restore_generators(load_generator_states(resume.generators, refs))
+    # the random generators as they were at the end of the task, not as rebuilding left them
     set_rng_state(resume.rng)
     return records
 
@@ -338,19 +335,6 @@ def _results(built: BuiltRun, records: list[dict[str, torch.Tensor]], wall_time_
     results["runtime"] = runtime_settings(built)
     results["wall_time_s"] = wall_time_s
     return json_ready(results)
-
-
-def _held_generators(plugins: Sequence[Any]) -> list[Any]:
-    """The generators (:class:`czsl.generators.CheckedGenerator`) the learner's plugins
-    hold as attributes, in plugin order, each once."""
-    from czsl.generators import CheckedGenerator
-
-    found: dict[int, Any] = {}
-    for plugin in plugins:
-        for value in getattr(plugin, "__dict__", {}).values():
-            if isinstance(value, CheckedGenerator):
-                found.setdefault(id(value), value)
-    return list(found.values())
 
 
 def _calibrated(scores: metrics.StepScorer, seen: torch.Tensor, scale: float

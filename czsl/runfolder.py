@@ -125,7 +125,7 @@ class RunFolder:
     def write_scenario(self, document: dict[str, Any]) -> Path:
         """Save the resolved scenario as ``scenario.toml`` and return its path.
 
-        :param document: the resolved scenario (:func:`czsl.config.scenario_to_dict`).
+        :param document: the resolved scenario (:meth:`czsl.config.Scenario.document`).
         """
         import tomli_w  # the one dependency beyond the standard library; see the module docstring
 

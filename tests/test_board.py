@@ -23,7 +23,7 @@ from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from czsl import metrics
 from czsl.cli import main
-from czsl.config import load_scenario, scenario_to_dict
+from czsl.config import load_scenario
 from czsl.errors import CZSLError
 from czsl.board import HPARAM_METRICS, LAYOUT, RunLogger
 from czsl.hparams import scenario_hparams
@@ -366,7 +366,7 @@ def test_tensorboard_hparams_backend_lists_one_row_per_run_sortable_by_mh(runs):
 
 def test_undefined_final_metrics_are_declared_but_not_written(tmp_path):
     logger = RunLogger(tmp_path)
-    document = scenario_to_dict(load_scenario(None, []))
+    document = load_scenario(None, []).document()
     results = {"features": "synthetic", "n_tasks": 1, "czsl_version": "0",
                "summary": {"mSA": 50.0, "mUA": None, "mH": None, "mJA": 40.0, "mAUC": None,
                            "forgetting_final": None, "forgetting_mean": None}}

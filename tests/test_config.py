@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from czsl.config import PluginConfig, Scenario, load_scenario, scenario_from_dict, scenario_to_dict
+from czsl.config import PluginConfig, Scenario, load_scenario, scenario_from_document
 from czsl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def test_every_shipped_scenario_parses_and_says_how_to_run_it(path):
 
 def test_round_trip_through_toml_document():
     scenario = load_scenario(None, ["model.hidden_dims=[16]", "regularizer=none"])
-    assert scenario_from_dict(scenario_to_dict(scenario)) == scenario
+    assert scenario_from_document(scenario.document()) == scenario
 
 
 def test_overrides_set_values_and_plugin_names():
@@ -66,7 +66,7 @@ def test_overrides_compose_in_any_order(tmp_path):
     overrides = ["generator.epochs=3", "generator=cvae", "replay=feature_replay",
                  "replay.mem_size=50", 'model={name="attribute_embedder", scale=4.0}',
                  "model.class_norm=false"]
-    resolved = {json.dumps(scenario_to_dict(load_scenario(path, list(order))), sort_keys=True)
+    resolved = {json.dumps(load_scenario(path, list(order)).document(), sort_keys=True)
                 for order in itertools.permutations(overrides)}
     assert len(resolved) == 1
     scenario = load_scenario(path, overrides)
@@ -124,5 +124,5 @@ def test_missing_file_and_bad_override():
 def test_scenario_document_is_valid_toml():
     import tomli_w
 
-    text = tomli_w.dumps(scenario_to_dict(Scenario()))
+    text = tomli_w.dumps(Scenario().document())
     assert tomllib.loads(text)["model"]["name"] == "attribute_embedder"

@@ -23,7 +23,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from czsl.config import Scenario, load_scenario, scenario_from_dict, scenario_to_dict
+from czsl.config import Scenario, load_scenario, scenario_from_document
 from czsl.errors import ConfigError, CZSLError
 from czsl.runfolder import new_run_dir
 
@@ -71,8 +71,8 @@ def _canonical(value):
 def _check_accepted(scenario: Scenario) -> None:
     """What an accepted scenario must be good for, before anything is trained."""
     assert isinstance(scenario, Scenario)
-    document = scenario_to_dict(scenario)
-    assert scenario_from_dict(document) == scenario
+    document = scenario.document()
+    assert scenario_from_document(document) == scenario
     # scenario.toml: written after the checks, so writing it must not fail
     assert _canonical(tomllib.loads(tomli_w.dumps(document))) == _canonical(document)
     for table in (scenario.train, scenario.protocol):  # lr = nan would train on NaN
@@ -85,7 +85,7 @@ def _check_accepted(scenario: Scenario) -> None:
 
 def _parse_document(document):
     try:
-        scenario = scenario_from_dict(document)
+        scenario = scenario_from_document(document)
     except ConfigError:
         return
     _check_accepted(scenario)
@@ -94,7 +94,7 @@ def _parse_document(document):
 @_EXAMPLES
 @given(st.data())
 def test_random_documents_only_raise_config_error(data):
-    document = tomllib.loads(tomli_w.dumps(scenario_to_dict(Scenario())))
+    document = tomllib.loads(tomli_w.dumps(Scenario().document()))
     for _ in range(data.draw(st.integers(1, 4))):
         section, key = data.draw(st.sampled_from(KEYS + [("", "junk"), ("train", "junk")]))
         table = document if not section else document.setdefault(section, {})
@@ -184,7 +184,7 @@ def test_every_key_with_every_edge_value():
         for value in EDGES:
             _parse_document({section: {key: value}} if section else {key: value})
             try:
-                scenario_from_dict({section: {key: value}} if section else {key: value})
+                scenario_from_document({section: {key: value}} if section else {key: value})
                 accepted += 1
             except ConfigError:
                 pass
@@ -240,4 +240,4 @@ def test_the_fuzzed_keys_cover_every_section():
     assert ("train", "epochs") in KEYS and ("protocol", "split_seed") in KEYS
     # a date is a TOML value, and not a seed
     with pytest.raises(ConfigError, match="key 'seed': expected int"):
-        scenario_from_dict({"seed": datetime.date(2020, 1, 1)})
+        scenario_from_document({"seed": datetime.date(2020, 1, 1)})

@@ -622,8 +622,9 @@ def test_a_generator_sampling_nan_is_blamed_not_the_classifier(tmp_path, plugin_
 
 
 @pytest.mark.parametrize("overrides", [
-    # the generator (its networks) is saved with the replay plugin after every task;
-    # enough replay and test data that a generator lost on resume changes the accuracies
+    # the generator (its networks) is saved on its own after every task, the replay
+    # plugin's state referring to it; enough replay and test data that a generator lost
+    # on resume changes the accuracies
     ["replay=generative_replay", *FAST_CVAE, "replay.replay_per_class=60",
      "data.synthesis.samples_per_class=40"],
     # Avalanche's buffer of datasets, per class
@@ -649,3 +650,84 @@ def test_interrupted_replay_resumes_to_the_uninterrupted_results(tmp_path, monke
     drop = {"wall_time_s"}
     assert {k: v for k, v in resumed.results.items() if k not in drop} == {
         k: v for k, v in reference.results.items() if k not in drop}
+
+
+def test_after_a_resume_the_replay_holds_the_generators_the_run_built(tmp_path, monkeypatch):
+    from czsl import build
+    from czsl.observers import Observer
+    from czsl.run import resume_run
+
+    overrides = ["replay=generative_replay", *FAST_CVAE]
+    train = ZSLLearner.train_task
+
+    def stop(self, task):
+        if task == 2:
+            raise KeyboardInterrupt
+        return train(self, task)
+
+    monkeypatch.setattr(ZSLLearner, "train_task", stop)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, *overrides)
+    monkeypatch.undo()
+    made = []  # every generator the resumed run builds, in order
+    real = build.build_generator
+
+    def recorded(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    class Holds(Observer):
+        """What the replay plugin holds when the session starts and after its task."""
+
+        def before_run(self, start):
+            self.built = start.built
+            self.held = [p.generator for p in start.built.extra if hasattr(p, "generator")]
+            self.weights = [w.detach().clone() for m in made[0].generator.modules()
+                            for w in m.parameters()]
+
+        def after_task(self, end):
+            self.held += [p.generator for p in end.built.extra if hasattr(p, "generator")]
+
+    monkeypatch.setattr(build, "build_generator", recorded)
+    holds = Holds()
+    resume_run(tmp_path / "synthetic", observers=[holds], **QUIET)
+    built = holds.built
+    assert len(made) == 1 and built.generators == made
+    assert len(holds.held) == 2 and all(held is made[0] for held in holds.held)
+    # the object it wraps is the checkpoint's, still blamed on the generator plugin
+    assert built.owners[id(made[0].generator)][:2] == ("generator", "cvae")
+    # with the checkpoint's state, not the state a fresh build gives it
+    fresh = real(build.Plugins(), "cvae", built.scenario.generator.options, 8, 4)
+    assert not all(torch.equal(a, b) for a, b in zip(
+        holds.weights, (w for m in fresh.generator.modules() for w in m.parameters())))
+
+
+LATE_REPLAY = """
+    from czsl import Component, hookimpl
+
+    KEPT = []
+
+    @hookimpl
+    def czsl_components():
+        return [Component("replay", "late", "keeps make_generator for later")]
+
+    @hookimpl
+    def czsl_make_replay(make_generator):
+        KEPT.append(make_generator)
+        return []
+"""
+
+
+def test_make_generator_after_the_replay_hook_is_refused(plugin_dir):
+    import importlib
+
+    write_plugin_package(plugin_dir, "czsl-late", "czsl_test_late", {"late": "czsl_test_late"},
+                         LATE_REPLAY)
+    built = build_run(load_scenario(None, TINY + ["replay=late"]), echo=lambda _: None)
+    [make_generator] = importlib.import_module("czsl_test_late").KEPT
+    with pytest.raises(PluginError, match=r"^replay 'late' \(plugin 'late' from czsl-late "
+                                          r"0\.1\) called make_generator\(\) after "
+                                          "czsl_make_replay returned; call it in "
+                                          "czsl_make_replay"):
+        make_generator()
+    assert built.generators == []

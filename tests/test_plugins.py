@@ -112,6 +112,22 @@ def test_a_component_named_like_a_built_in_is_ignored_with_what_to_rename(plugin
         "czsl ignores its regularizer; rename it in that plugin's czsl_components()")
 
 
+def test_two_third_party_plugins_declaring_one_component_are_both_named_and_left_out(
+        plugin_dir):
+    for dist, module, plugin in (("czsl-one", "czsl_test_one", "one"),
+                                 ("czsl-two", "czsl_test_two", "two")):
+        write_plugin_package(plugin_dir, dist, module, {plugin: module}, GOOD)
+    plugins = Plugins()
+    with pytest.raises(PluginError):
+        plugins.find("regularizer", "toy_reg")
+    messages = {problem.message for problem in plugins.problems}
+    # each plugin named as every message names a plugin (Listed.plugin_label)
+    assert messages == {
+        "plugin 'one' (czsl-one 0.1) and plugin 'two' (czsl-two 0.1) both declare the "
+        "regularizer 'toy_reg', so czsl uses neither; rename it in one of them or "
+        "uninstall one (pip uninstall czsl-one / czsl-two)"}
+
+
 def test_cli_lists_third_party_plugin_without_importing_torch(plugin_dir):
     write_plugin_package(plugin_dir, "czsl-toy", "czsl_test_toy", {"toy": "czsl_test_toy"}, GOOD)
     code = ("import sys; from czsl.cli import main; rc = main(['plugins']); "

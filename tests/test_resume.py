@@ -28,6 +28,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import czsl
 from czsl import checkpoint
 from czsl.checkpoint import (
     CHECKPOINT_DIR,
@@ -325,7 +326,14 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path, monkeypatch, capsys):
     state.write_bytes(good[: len(good) // 2])
     code, _, err = _cli(capsys, "run", "--resume", str(run_dir))
     assert code == 2 and "is unreadable" in err and "Traceback" not in err
-    for change, words in ((lambda d: d.update(format=99), "has checkpoint format 99"),
+    for change, words in ((lambda d: d.update(format=99), "has checkpoint format 99, "
+                           f"written by czsl {czsl.__version__}; this czsl"),
+                          # formats before 4 record no version: czsl 0.1.0 wrote them
+                          (lambda d: d.update(format=3) or d.pop("czsl"),
+                           "has checkpoint format 3, written by czsl 0.1.0 from before "
+                           "checkpoint format 4; this czsl (0.1.0) reads format 4: finish "
+                           "the run with the czsl that wrote it, or start it again with: "
+                           "czsl run"),
                           (lambda d: d.update(plugin_classes=["x.Other"]),
                            "the run started with the plugin classes ['x.Other']")):
         document = pickle.loads(good)
@@ -333,6 +341,8 @@ def test_resume_refuses_what_cannot_be_resumed(tmp_path, monkeypatch, capsys):
         state.write_bytes(pickle.dumps(document))
         with pytest.raises(CZSLError, match=re.escape(words)):
             resume_run(run_dir, **QUIET)
+        code, _, err = _cli(capsys, "run", "--resume", str(run_dir))
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
     state.write_bytes(good)
     code, out, err = _cli(capsys, "run", "--resume", str(run_dir), "--no-progress")
     assert code == 0, err

@@ -52,13 +52,12 @@ def test_sun_gzsl_uses_the_notebooks_calibration():
 
 
 def test_the_new_key_at_its_default_keeps_older_run_ids():
-    from czsl.config import scenario_to_dict
     from czsl.sweep.identity import run_id
 
-    document = scenario_to_dict(load_scenario(None, []))
+    document = load_scenario(None, []).document()
     older = {**document, "protocol": {k: v for k, v in document["protocol"].items()
                                       if k != "seen_scale"}}
     assert document["protocol"]["seen_scale"] == 1.0
     assert run_id(document, threads=1, data="x") == run_id(older, threads=1, data="x")
-    scaled = scenario_to_dict(load_scenario(None, ["protocol.seen_scale=0.95"]))
+    scaled = load_scenario(None, ["protocol.seen_scale=0.95"]).document()
     assert run_id(scaled, threads=1, data="x") != run_id(document, threads=1, data="x")

@@ -108,9 +108,7 @@ def test_committed_summaries_hold_their_grids_cells(name):
 
 
 def _same(scenario, expected, what):
-    from czsl.config import scenario_to_dict
-
-    assert scenario_to_dict(scenario) == scenario_to_dict(expected), what
+    assert scenario.document() == expected.document(), what
 
 
 @pytest.mark.parametrize("name, methods", [

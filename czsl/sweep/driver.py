@@ -48,8 +48,6 @@ def plan(grid: Grid, store: SweepDir, options: Options) -> list[dict[str, Any]]:
 
     :raises ConfigError: for a bad cell, missing data, or two cells that are one run.
     """
-    from czsl.config import scenario_to_dict
-
     cells = grid.cells()
     if options.device is not None:
         cells = [dataclasses.replace(c, overrides=[*c.overrides, f"device={options.device}"])
@@ -62,7 +60,7 @@ def plan(grid: Grid, store: SweepDir, options: Options) -> list[dict[str, Any]]:
     checked = check_cells(grid, cells, data_dir=options.data_dir, full=True,
                           check_device=not (options.backend == "ray" and options.address))
     for cell, scenario in zip(cells, checked):
-        document = scenario_to_dict(scenario)
+        document = scenario.document()
         try:
             data = data_fingerprint(scenario.data.dataset, options.data_dir)
         except ConfigError as exc:

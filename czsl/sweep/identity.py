@@ -1,7 +1,7 @@
 """A run's identity: a hash of everything that changes its numbers.
 
 The id of a sweep's run is a hash of its fully resolved scenario (after overrides,
-defaults filled in: :func:`czsl.config.scenario_to_dict`, which holds the seed), the
+defaults filled in: :meth:`czsl.config.Scenario.document`, which holds the seed), the
 torch thread count it runs with, and a fingerprint of the data files it reads. The same
 cell in a grown or re-ordered grid keeps its id, so its finished run is found again;
 change anything that matters and it is a new run.

@@ -76,7 +76,7 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
         # Avalanche warns at import that GEM's optional QP solver is missing; czsl has no GEM
         warnings.filterwarnings("ignore", "no QP solver found")
         from czsl.checkpoint import has_checkpoint
-        from czsl.config import scenario_from_dict
+        from czsl.config import scenario_from_document
         from czsl.errors import DivergenceError
         from czsl.run import resume_run, run_scenario
 
@@ -96,7 +96,7 @@ def execute(spec: dict[str, Any]) -> dict[str, Any]:
                     "labels": spec["labels"], "seed": spec["seed"],
                     "threads": spec["threads"], "overrides": spec["overrides"],
                     "data": spec["data"]})
-                result = run_scenario(scenario_from_dict(spec["document"]),
+                result = run_scenario(scenario_from_document(spec["document"]),
                                       data_dir=data_dir, progress=False,
                                       echo=notes.append, run_dir=run_dir)
         except DivergenceError as exc:
