@@ -62,11 +62,14 @@ class BuiltRun:
     :param timings: seconds spent reading the data (``"data"``) and building the rest
         (``"setup"``).
     :param generators: the generators the replay built (``make_generator`` in
-        :func:`czsl.hookspecs.czsl_make_replay`), the very objects its plugins hold:
+        :func:`czsl.hookspecs.czsl_make_replay`, or later while training), in the order
+        built, the very objects its plugins hold:
         checkpointed as references (:func:`checkpoint_refs`), their state restored into
         them on resume (:meth:`restore_generators`); TensorBoard shows their logged losses.
     :param observers: what the plugins' ``czsl_observers`` hooks add to the run's
         observers (:mod:`czsl.observers`), in plugin order.
+    :param make_generator: what the replay was handed to build a generator; a resume
+        calls it to rebuild those built while training (:meth:`rebuild_generators`).
     """
 
     scenario: Scenario
@@ -82,6 +85,7 @@ class BuiltRun:
     generator: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     generators: list[CheckedGenerator] = field(default_factory=list)
+    make_generator: Callable[[], CheckedGenerator] | None = None
     observers: list[Any] = field(default_factory=list)
 
     def fingerprint(self) -> str:
@@ -100,6 +104,15 @@ class BuiltRun:
     def refs(self) -> dict[str, Any]:
         """The live objects a plugin's state may point to (:func:`checkpoint_refs`)."""
         return checkpoint_refs(self.learner, self.model, self.view, self.generators)
+
+    def rebuild_generators(self, count: int) -> None:
+        """Build generators until the run holds ``count``, as the replay built them
+        while training before the checkpoint (one per task, say): the checkpoint's
+        references to them then resolve, and :meth:`restore_generators` gives them their
+        state. Call it before the random generators are restored: building draws the
+        new generators' initial weights."""
+        while len(self.generators) < count and self.make_generator is not None:
+            self.make_generator()
 
     def restore_generators(self, states: list[Any]) -> None:
         """Give each of :attr:`generators` its checkpointed state
@@ -213,13 +226,9 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
     n_features, n_attributes = dataset.n_features, view.n_attributes
 
     def make_generator() -> CheckedGenerator:
-        """The scenario's ``[generator]``, for a replay plugin that asks for one (in
-        its ``czsl_make_replay``: the generators are the run's from then on)."""
-        if learner is not None:
-            raise PluginError(f"{plugins.find('replay', scenario.replay.name).label()} "
-                              "called make_generator() after czsl_make_replay returned; call "
-                              "it in czsl_make_replay (see czsl/hookspecs.py), so that the "
-                              "run checkpoints the generator it built")
+        """The scenario's ``[generator]``, for a replay plugin that asks for one: in its
+        ``czsl_make_replay``, or later, once per generator, for a replay that keeps one
+        per task (each is the run's from then on: checkpointed, and rebuilt on resume)."""
         generator = build_generator(plugins, scenario.generator.name,
                                     scenario.generator.options, n_features, n_attributes
                                     ).to(device)
@@ -230,7 +239,6 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
         return generator
 
     extra: list[SupervisedPlugin] = []
-    learner = None  # set once the plugins are built: make_generator is refused then
     for kind in ("regularizer", "replay"):
         built = make_plugins(plugins, scenario, kind, view, make_generator)
         item = plugins.find(kind, getattr(scenario, kind).name)
@@ -249,7 +257,8 @@ def build_run(scenario: Scenario, *, data_dir: Path | None = None,
                     generator=scenario.generator.name if built_generators else None,
                     timings={"data": loaded - started,
                              "setup": time.perf_counter() - loaded},
-                    generators=built_generators, observers=observers)
+                    generators=built_generators, observers=observers,
+                    make_generator=make_generator)
 
 
 def make_model(plugins: Plugins, scenario: Scenario, n_features: int,

@@ -176,11 +176,14 @@ def czsl_make_replay(
 
     Called once per run, before the first task, on the plugin that declared ``name``.
 
-    A replay that needs a feature generator calls ``make_generator()`` (once, in this
-    hook, so a bad ``[generator]`` table fails before training; a call after the hook
-    has returned is refused: the run checkpoints the generators built here); a replay
-    that needs none does not take the argument, and the scenario's ``[generator]`` is
-    then never built. This keeps generators and replay schemes independent: every replay works
+    A replay that needs a feature generator calls ``make_generator()`` in this hook, so a
+    bad ``[generator]`` table fails before training; a replay that needs none does not
+    take the argument, and the scenario's ``[generator]`` is then only checked. A replay
+    that keeps several generators (one per task, as DVGR-CZSL) may call it again while
+    training: every call builds a new, independent generator from the same table, and
+    the run checkpoints each (a resume rebuilds as many before restoring their state).
+    ``make_generator`` itself is the run's, not state: leave it out of the plugin's
+    ``__getstate__`` and keep the rebuilt plugin's in ``__setstate__``. This keeps generators and replay schemes independent: every replay works
     with every generator plugin.
 
     A replay plugin that reads the attributes of classes not seen yet (transductive

@@ -222,8 +222,6 @@ class Checkpointer(Observer):
 
     def before_run(self, start: RunStart) -> None:
         built = self.built = start.built
-        # live objects a plugin's state may point to: checkpointed as references
-        self.refs = built.refs()
         data_dir = None if built.data_dir is None else str(Path(built.data_dir).resolve())
         self.fields = {"n_tasks": built.stream.n_tasks, "scenario": self.document,
                        "data_dir": data_dir, "fingerprint": built.fingerprint(),
@@ -231,11 +229,14 @@ class Checkpointer(Observer):
 
     def after_task(self, end: TaskEnd) -> None:
         learner = self.built.learner
+        # live objects a plugin's state may point to: checkpointed as references (the
+        # generators as they are now: a replay may have built one during the task)
+        refs = self.built.refs()
         try:
-            blobs = dump_learner_state(learner.state_dict(), self.refs)
-            generators = dump_generator_states(self.built.generators, self.refs)
+            blobs = dump_learner_state(learner.state_dict(), refs)
+            generators = dump_generator_states(self.built.generators, refs)
         except Unpicklable as exc:
-            raise unpicklable_error(exc, learner.extra_plugins, self.built.owners, self.refs,
+            raise unpicklable_error(exc, learner.extra_plugins, self.built.owners, refs,
                                     when=f"after task {end.step}",
                                     kept=what_is_kept(end.run_dir, end.step),
                                     generators=self.built.generators) from exc.cause

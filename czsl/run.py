@@ -278,7 +278,9 @@ def _restore(built: BuiltRun, resume: Checkpoint) -> list[dict[str, torch.Tensor
     records = [{k: v.to(built.device) for k, v in r.items()} for r in resume.records]
     built.start_task(resume.step)
     # live objects a plugin's state may point to (the generators the replay built
-    # included): checkpointed as references, bound to the rebuilt ones
+    # included, those it built while training too): checkpointed as references, bound
+    # to the rebuilt ones
+    built.rebuild_generators(len(resume.generators))
     refs = built.refs()
     built.learner.load_state_dict(load_learner_state(resume.learner, refs))
     built.restore_generators(load_generator_states(resume.generators, refs))
@@ -324,7 +326,7 @@ def _results(built: BuiltRun, records: list[dict[str, torch.Tensor]], wall_time_
     results = results_document(
         scenario, built.dataset.source, stream,
         metrics.metrics_from_steps(records, per_class=stream.per_class), gzsl or None)
-    results["generator"] = built.generator
+    results["generator"] = built.scenario.generator.name if built.generators else None
     if built.generators:  # added only with generative replay: other runs unchanged
         results["generator_losses"] = list(built.generators[0].losses.names)
         for note in built.generators[0].notes():

@@ -702,32 +702,82 @@ def test_after_a_resume_the_replay_holds_the_generators_the_run_built(tmp_path, 
         holds.weights, (w for m in fresh.generator.modules() for w in m.parameters())))
 
 
-LATE_REPLAY = """
+PER_TASK_REPLAY = """
+    import torch
+    from avalanche.core import SupervisedPlugin
     from czsl import Component, hookimpl
 
-    KEPT = []
+
+    class PerTask(SupervisedPlugin):
+        \"\"\"A generator per task, built when the task starts; each past class replayed
+        by its own task's generator (as DVGR-CZSL).\"\"\"
+
+        def __init__(self, stream, make_generator):
+            super().__init__()
+            self.stream, self.make_generator, self.owned = stream, make_generator, []
+
+        def __getstate__(self):  # the builder is the run's, not state
+            return {k: v for k, v in self.__dict__.items() if k != "make_generator"}
+
+        def __setstate__(self, state):
+            self.__dict__.update(state)
+
+        def after_train_dataset_adaptation(self, strategy, **kwargs):
+            generator = self.make_generator()
+            xs, ys = zip(*((item[0], item[1]) for item in strategy.adapted_dataset))
+            x, y = torch.stack(xs), torch.as_tensor(ys)
+            past = [(g, self.stream.classes(t)) for t, g in enumerate(self.owned)]
+            self.owned.append(generator)
+            generator.fit(x, self.stream.attributes_of(y))
+            for g, classes in past:  # each past class from its owner
+                g.sample(self.stream.attributes_of(classes), 2)
+
 
     @hookimpl
     def czsl_components():
-        return [Component("replay", "late", "keeps make_generator for later")]
+        return [Component("replay", "per_task", "one generator per task")]
+
 
     @hookimpl
-    def czsl_make_replay(make_generator):
-        KEPT.append(make_generator)
-        return []
+    def czsl_make_replay(stream, make_generator):
+        return [PerTask(stream, make_generator)]
 """
 
 
-def test_make_generator_after_the_replay_hook_is_refused(plugin_dir):
-    import importlib
+def test_a_replay_may_build_a_generator_per_task_and_resumes_to_the_same_results(
+        tmp_path, plugin_dir, monkeypatch):
+    from czsl.observers import Observer
+    from czsl.run import resume_run
 
-    write_plugin_package(plugin_dir, "czsl-late", "czsl_test_late", {"late": "czsl_test_late"},
-                         LATE_REPLAY)
-    built = build_run(load_scenario(None, TINY + ["replay=late"]), echo=lambda _: None)
-    [make_generator] = importlib.import_module("czsl_test_late").KEPT
-    with pytest.raises(PluginError, match=r"^replay 'late' \(plugin 'late' from czsl-late "
-                                          r"0\.1\) called make_generator\(\) after "
-                                          "czsl_make_replay returned; call it in "
-                                          "czsl_make_replay"):
-        make_generator()
-    assert built.generators == []
+    write_plugin_package(plugin_dir, "czsl-pertask", "czsl_test_pertask",
+                         {"per_task": "czsl_test_pertask"}, PER_TASK_REPLAY)
+    overrides = ["replay=per_task", "generator.epochs=2", "generator.hidden=16",
+                 "generator.latent_dim=4"]
+    reference = _run(tmp_path / "ref", *overrides)
+    assert reference.results["generator"] == "cvae"
+    train = ZSLLearner.train_task
+
+    def stop(self, task):
+        if task == 2:
+            raise KeyboardInterrupt
+        return train(self, task)
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        # (the context: undoing the test's monkeypatch would drop plugin_dir's path too)
+        patch.setattr(ZSLLearner, "train_task", stop)
+        _run(tmp_path / "runs", *overrides)
+
+    class Holds(Observer):
+        def before_run(self, start):
+            self.built = start.built
+            self.held = list(start.built.extra[-1].owned)
+
+    holds = Holds()
+    resumed = resume_run(tmp_path / "runs" / "synthetic", observers=[holds], **QUIET)
+    # the two generators built before the stop are rebuilt, restored, and are the ones held
+    assert len(holds.held) == 2 and all(a is b for a, b in zip(holds.held,
+                                                                 holds.built.generators))
+    assert len(holds.built.generators) == 3  # and the third task built its own
+    drop = {"wall_time_s"}
+    assert {k: v for k, v in resumed.results.items() if k not in drop} == {
+        k: v for k, v in reference.results.items() if k not in drop}
