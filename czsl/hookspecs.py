@@ -40,7 +40,9 @@ same arguments and restores that state into the new objects (``__setstate__``, o
 updating ``__dict__``). Attributes that point to the learner, the model (or its
 parameters, buffers, submodules), the optimizer or the task view are saved as references
 and point to the rebuilt ones; an iterator made by ``iter(obj)`` that has not started
-is saved as ``iter(obj)``. A plugin holding anything else that pickle refuses (an open
+is saved as ``iter(obj)``. Torch modules of the plugin's own are saved by value, so a
+plugin can grow a network as tasks come (modules appended to an ``nn.ModuleList`` it
+holds, as ``plugins/aczsl.py`` does): a resumed run gets them back. A plugin holding anything else that pickle refuses (an open
 file, a lambda, a running generator, a torch-parametrized module) defines
 ``__getstate__``/``__setstate__``; otherwise the run stops, with an error naming the
 component (the generator, not the replay holding it) and the attribute: when it is
