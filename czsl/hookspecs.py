@@ -42,8 +42,10 @@ buffers, submodules), the optimizer, the task view or a generator ``make_generat
 built are saved as references and point to the rebuilt ones (a generator's own state is
 saved beside and restored into the rebuilt generator, so a replay holds the same
 generator object before and after a resume); an iterator made by ``iter(obj)`` that has
-not started is saved as ``iter(obj)``. A plugin holding anything else that pickle
-refuses (an open file, a lambda, a running generator, a torch-parametrized module)
+not started is saved as ``iter(obj)``. Torch modules of the plugin's own are saved by
+value, so a plugin can grow a network as tasks come (modules appended to an
+``nn.ModuleList`` it holds, as ``plugins/aczsl.py`` does): a resumed run gets them back.
+A plugin holding anything else that pickle refuses (an open file, a lambda, a running generator, a torch-parametrized module)
 defines ``__getstate__``/``__setstate__``; otherwise the run stops, with an error naming
 the component (the generator, not the replay holding it) and the attribute: when it is
 built, before any training (the state is pickled once then), or at the end of the first

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+import czsl_plugins.aczsl
 import czsl_plugins.agem
 import czsl_plugins.anti_collapse
 import czsl_plugins.attribute_embedder
 import czsl_plugins.cvae
 import czsl_plugins.ewc_online
 import czsl_plugins.fclswgan
+import czsl_plugins.feature_classifier
 import czsl_plugins.feature_replay
 import czsl_plugins.generative_replay
 import czsl_plugins.gradient_matching
@@ -94,6 +96,9 @@ BUILT_INS = {
         "hidden_dims": [[0], [2.5], 16, "16"], "class_norm": BOOL, "proper_init": BOOL,
         "class_norm_layout": CHOICE, "class_norm_divisor": CHOICE,
         "normalize_attributes": BOOL, "scale": NUM(0, -1)}),
+    ("model", "feature_classifier"): (czsl_plugins.feature_classifier.build_model, {
+        "hidden_dims": [[0], [2.5], 16, "16"], "dropout": NUM(-0.1, 1),
+        "normalize_input": BOOL, "standardize": BOOL, "dropout_when_testing": BOOL}),
     ("regularizer", "ewc_online"): (czsl_plugins.ewc_online.make_plugin, {
         "ewc_lambda": NUM(-1), "gamma": NUM(-0.1, 1.5), "normalize": BOOL}),
     ("regularizer", "mas"): (czsl_plugins.mas.make_plugin, {
@@ -110,6 +115,11 @@ BUILT_INS = {
         "replay_per_class": INT(), "semantic_transductive": BOOL, "mix": CHOICE,
         "batch_size_mem": INT(), "generator_replay_per_class": [*INT(0), 301],
         "real_buffer": INT(0), "to_classifier": [*CHOICE, "real"]}),
+    ("replay", "aczsl"): (czsl_plugins.aczsl.make_plugin, {
+        "epochs": INT(), "batch_size": INT(), "lr": NUM(0), "latent_dim": INT(),
+        "hidden": INT(), "adv_weight": NUM(-1), "grl_lambda": NUM(-1),
+        "replay_per_class": INT(), "classifier_per_class": INT(), "relu_latent": BOOL,
+        "fixed_batches": BOOL, "reset_classifier": BOOL}),
     ("replay", "none"): (lambda: None, {}),
     ("generator", "cvae"): (czsl_plugins.cvae.CVAE, {
         "latent_dim": INT(), "hidden": INT(), "epochs": INT(), "batch_size": INT(),
