@@ -180,6 +180,16 @@ def czsl_make_replay(
     built. This keeps generators and replay schemes independent: every replay works
     with every generator plugin.
 
+    A replay that keeps several generators (one per task, as DVGR-CZSL's) calls
+    ``make_generator()`` again while training: every call builds a new, independent
+    generator from the same ``[generator]`` table (drawing its initial weights from the
+    run's seeded random numbers), and the run logs and reports each (its
+    ``generators`` list holds them in the order built). The function itself does not
+    pickle: leave it out of the plugin's checkpointed state (``__getstate__``) and keep
+    the rebuilt plugin's own in ``__setstate__``; hold the generators as attributes or in
+    a list, tuple or dict attribute, so a resumed run finds them (see
+    ``plugins/dvgr.py``).
+
     A replay plugin that reads the attributes of classes not seen yet (transductive
     generative replay) says so by calling ``stream.declare_transductive()`` in this hook; the view then reveals every
     class's attributes, and czsl records it in ``results.json`` and prints it with the
@@ -208,8 +218,9 @@ def czsl_make_generator(
 ) -> Any | None:
     """Build a conditional feature generator (f-CLSWGAN, VAE, ...).
 
-    Called once per run, when the replay plugin asks for one (``make_generator`` in
-    :func:`czsl_make_replay`), on the plugin that declared ``name``.
+    Called when the replay plugin asks for one (``make_generator`` in
+    :func:`czsl_make_replay`: once per run, or once per generator for a replay that keeps
+    several), on the plugin that declared ``name``.
 
     A generator is any object with these three methods (a small protocol, not a base
     class; it need not be a ``torch.nn.Module``):

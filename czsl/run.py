@@ -342,14 +342,18 @@ def _results(built: BuiltRun, records: list[dict[str, torch.Tensor]], wall_time_
 
 def _held_generators(plugins: Sequence[Any]) -> list[Any]:
     """The generators (:class:`czsl.generators.CheckedGenerator`) the learner's plugins
-    hold as attributes, in plugin order, each once."""
+    hold as attributes, or in a list, tuple or dict attribute (one generator per task),
+    in plugin order, each once."""
     from czsl.generators import CheckedGenerator
 
     found: dict[int, Any] = {}
     for plugin in plugins:
         for value in getattr(plugin, "__dict__", {}).values():
-            if isinstance(value, CheckedGenerator):
-                found.setdefault(id(value), value)
+            items = (value.values() if isinstance(value, dict) else
+                     value if isinstance(value, (list, tuple)) else [value])
+            for item in items:
+                if isinstance(item, CheckedGenerator):
+                    found.setdefault(id(item), item)
     return list(found.values())
 
 
