@@ -185,8 +185,9 @@ def czsl_make_replay(
     training: every call builds a new, independent generator from the same table, and
     the run checkpoints each (a resume rebuilds as many before restoring their state).
     ``make_generator`` itself is the run's, not state: leave it out of the plugin's
-    ``__getstate__`` and keep the rebuilt plugin's in ``__setstate__``. This keeps generators and replay schemes independent: every replay works
-    with every generator plugin.
+    ``__getstate__`` and keep the rebuilt plugin's in ``__setstate__`` (see
+    ``plugins/dvgr.py``). This keeps generators and replay schemes independent: every
+    replay works with every generator plugin.
 
     A replay plugin that reads the attributes of classes not seen yet (transductive
     generative replay) says so by calling ``stream.declare_transductive()`` in this hook; the view then reveals every
@@ -216,8 +217,9 @@ def czsl_make_generator(
 ) -> Any | None:
     """Build a conditional feature generator (f-CLSWGAN, VAE, ...).
 
-    Called once per run, when the replay plugin asks for one (``make_generator`` in
-    :func:`czsl_make_replay`), on the plugin that declared ``name``.
+    Called when the replay plugin asks for one (``make_generator`` in
+    :func:`czsl_make_replay`: once per run, or once per generator for a replay that keeps
+    several), on the plugin that declared ``name``.
 
     A generator is any object with these three methods (a small protocol, not a base
     class; it need not be a ``torch.nn.Module``):

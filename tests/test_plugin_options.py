@@ -29,7 +29,15 @@ def _hook_call(plugins, item, monkeypatch):
     """Run ``item``'s factory hook with ``options={PROBE: 0}`` and catch the call that
     hands the options on: ``(the callee, its positional args, its other keywords)``.
     Every callable of the plugin's module is wrapped, so nothing but running the hook
-    tells which one it is and what the hook passes it."""
+    tells which one it is and what the hook passes it. The wrappers are undone before
+    it returns: a module declaring several components (a replay and its generator) is
+    probed once for each, each time unwrapped."""
+    with monkeypatch.context() as patch:
+        return _probe(plugins, item, patch)
+
+
+def _probe(plugins, item, monkeypatch):
+    """:func:`_hook_call` with its wrappers set through ``monkeypatch``."""
     impl = plugins.factory(item)
     module = inspect.getmodule(impl.function)
     caught = []
