@@ -15,7 +15,7 @@ attributes. At test time features are encoded to the posterior mean.
 Two components: the model ``tfgczsl`` (a :class:`czsl.models.LatentClassifier` whose
 encoder is the CADA-VAE: the VAE is model state, checkpointed with it) and the replay
 ``tfgczsl`` (it trains the VAE it finds as ``strategy.model.encoder``, keeps the memory,
-and replaces each task's training set by the classifier's latents with
+and replaces each task's mini-batches by the classifier's latents with
 :func:`czsl.models.train_on_latents`; the learner's cross-entropy loop, with the
 scenario's ``[train]`` optimizer, trains the head). Use them together, with
 ``[train] loss_classes = "seen"`` (the reference's NLL over every class the head
@@ -442,7 +442,7 @@ def _classes():
                 labels.append(unseen.repeat_interleave(n))
             return torch.cat(z), torch.cat(labels)
 
-        def after_train_dataset_adaptation(self, strategy, *args, **kwargs):
+        def before_training_exp(self, strategy, *args, **kwargs):
             vae = self._vae(strategy)
             device = strategy.device
             xs, ys = zip(*((item[0], item[1]) for item in strategy.adapted_dataset))
@@ -451,8 +451,6 @@ def _classes():
             a = self.stream.attributes_of(y).to(device)  # [N, A]
             self._fit(vae, x, a, y, first_task=self.stream.step == 0)
             train_on_latents(strategy, *self._latents(vae, x, y, device))
-
-        def before_training_exp(self, strategy, *args, **kwargs):
             if self.transductive:  # the head trains on the unseen classes' latents too
                 strategy.model.set_visible_classes(torch.ones(
                     self.stream.n_classes, dtype=torch.bool, device=strategy.device))
