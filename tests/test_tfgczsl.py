@@ -179,3 +179,14 @@ def test_interrupted_run_resumes_to_the_uninterrupted_results(tmp_path, monkeypa
     drop = {"wall_time_s", "timing", "timings"}
     assert {k: v for k, v in resumed.results.items() if k not in drop} == {
         k: v for k, v in reference.results.items() if k not in drop}
+
+
+def test_the_authors_code_runner_fills_every_edit_and_summarises_like_czsl():
+    from benchmarks.authors import tfgczsl as runner
+
+    fields = dict(data="D", seed=0, tasks=3, epochs=2, cls_epochs=1, cls_batch=256, der=True)
+    for _, what, old, new, count in runner.EDITS:
+        assert old and count >= 1 and new.format(**fields) != old, what
+    summary = runner.summarize([0.5, 0.25], [0.5, 0.0])
+    assert summary["mSA"] == pytest.approx(37.5) and summary["mUA"] == pytest.approx(25.0)
+    assert summary["mH"] == pytest.approx(25.0)  # the mean of per-task H: (50 + 0) / 2

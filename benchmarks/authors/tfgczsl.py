@@ -167,7 +167,11 @@ def run_czsl(folder: Path, work: Path, *, seed: int, tasks: int, epochs: int,
     name = f"tfgczsl-s{seed}"
     sets = [f"seed={seed}", f"name={name}", f"protocol.n_tasks={tasks}",
             f"replay.epochs={epochs}", f"train.epochs={cls_epochs}",
-            f"train.batch_size={cls_batch}", f"replay.der_weight={1.0 if der else 0.0}"]
+            f"train.batch_size={cls_batch}", f"replay.der_weight={1.0 if der else 0.0}",
+            # the reference's values, whatever the scenario ships
+            "replay.lr=0.00015", "replay.batch_size=50", "replay.mem_size=2000",
+            "replay.mem_batch_size=100", "replay.seen_samples=200",
+            "replay.unseen_samples=400", "train.lr=0.001", "train.weight_decay=0.001"]
     _, cpu, wall = _child([sys.executable, "-m", "czsl.cli", "run",
                            str(ROOT / "scenarios" / "cub_czsl_tfgczsl.toml"), "--data-dir",
                            str(folder.parents[1]), "--threads", "1", "--no-progress",
