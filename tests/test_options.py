@@ -23,6 +23,7 @@ import czsl_plugins.gradient_matching
 import czsl_plugins.mas
 import czsl_plugins.multitask
 import czsl_plugins.random_walk
+import czsl_plugins.tfgczsl
 from czsl.cli import main
 from czsl.config import ProtocolConfig, load_scenario
 from czsl.data import make_synthetic
@@ -121,6 +122,13 @@ BUILT_INS = {
         "replay_per_class": INT(), "classifier_per_class": INT(), "relu_latent": BOOL,
         "fixed_batches": BOOL, "reset_classifier": BOOL}),
     ("replay", "none"): (lambda: None, {}),
+    ("model", "tfgczsl"): (czsl_plugins.tfgczsl.build_model, {
+        "latent_dim": INT(), "feature_hidden": [[0, 5], [2.5, 3], 16, "16", [16]],
+        "attribute_hidden": [[0, 5], [16, 16, 16], None]}),
+    ("replay", "tfgczsl"): (czsl_plugins.tfgczsl.make_plugin, {
+        "epochs": INT(), "batch_size": INT(), "lr": NUM(0), "mem_size": INT(0),
+        "mem_batch_size": INT(0), "der_weight": NUM(-1), "seen_samples": INT(),
+        "unseen_samples": INT(), "transductive": BOOL}),
     ("generator", "cvae"): (czsl_plugins.cvae.CVAE, {
         "latent_dim": INT(), "hidden": INT(), "epochs": INT(), "batch_size": INT(),
         "lr": NUM(0), "margin": NUM(-1), "margin_weight": NUM(-1), "fast_math": BOOL}),
