@@ -114,15 +114,23 @@ def transition_probabilities(points, prototypes, similarity="dot_product", scale
     return to_protos.softmax(1), to_protos.T.softmax(1), to_points.softmax(1)
 
 
-def walk_losses(points, prototypes, steps=5, decay=0.7, similarity="dot_product", scale=1.0):
+def walk_losses(points, prototypes, steps=5, decay=0.7, similarity="dot_product", scale=1.0,
+                target="uniform"):
     """``(walker, visit)``: the random-walk losses of ``points`` ``[n, D]`` around
-    ``prototypes`` ``[C, D]`` (see the module docstring), scalar tensors."""
+    ``prototypes`` ``[C, D]`` (see the module docstring), scalar tensors.
+
+    ``target = "diag"`` is the reference's other target (``compute_walker_loss`` with
+    ``target_dist='diag'``, GRW's imitative and real walks): a walk should land back on
+    the prototype it started from, so only the diagonal of each landing matrix enters
+    the cross-entropy."""
     to_protos, from_protos, between = transition_probabilities(points, prototypes,
                                                                similarity, scale)
     walker = points.new_zeros(())
     walk = from_protos  # [C, n]: prototype -> point after t point -> point steps
     for t in range(steps + 1):
         landing = (walk @ to_protos).clamp(CLAMP, 1 - CLAMP)  # [C, C]
+        if target == "diag":
+            landing = landing.diagonal()
         walker = walker + decay ** t * -landing.log().mean()
         walk = walk @ between
     visit = -from_protos.mean(0).clamp(CLAMP, 1 - CLAMP).log().mean()
