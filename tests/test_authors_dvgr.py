@@ -11,9 +11,10 @@ from benchmarks.authors import dvgr
 
 #: a stand-in for the notebook's code: every string the edits replace, as often as there
 CODE = ("x = y.cuda()\n" * 14 + "path = 'FolderPath'\nfor i in range(total_tasks):\n"
-        "num_epochs = 101 #51\nnum_epochs = 25\nnum_samples = 150\n")
+        "num_epochs = 101 #51\nnum_epochs = 25\nnum_samples = 150\n"
+        "Adam(self.net.parameters(), lr = 1e-4)\nAdam(self.CLASS.parameters(), lr = 1e-4)\n")
 VALUES = {"pickles": "/p", "seed": 3, "tasks": 2, "epochs": 25, "classifier_epochs": 1,
-          "classifier_per_class": 7}
+          "classifier_per_class": 7, "lr": 0.001, "classifier_lr": 1e-4}
 
 
 def _notebook(folder, code):
@@ -30,7 +31,9 @@ def test_the_script_is_the_code_with_the_listed_edits(tmp_path):
     # the VAE's 25 epochs are not taken for the classifier's "num_epochs = 25"
     assert [ln for ln in script.splitlines() if ln.startswith("num_")] == [
         "num_epochs = 25", "num_epochs = 1", "num_samples = 7"]
-    for line in ("path = '/p'", "for i in range(min(total_tasks, 2)):"):
+    for line in ("path = '/p'", "for i in range(min(total_tasks, 2)):",
+                 "Adam(self.net.parameters(), lr = 0.001)",
+                 "Adam(self.CLASS.parameters(), lr = 0.0001)"):
         assert line in script.splitlines()
 
 

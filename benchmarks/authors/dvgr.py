@@ -1,7 +1,8 @@
 """DVGR-CZSL's own code beside czsl's ``dvgr`` scenario, on identical semi-synthetic CUB.
 
     python -m benchmarks.authors.dvgr --checkout CHECKOUT [--data-dir ../shared/data]
-        [--seeds 0 1] [--tasks 3] [--epochs 5] [--classifier-epochs 2] [--czsl]
+        [--seeds 0 1] [--tasks 3] [--epochs 5] [--classifier-epochs 2]
+        [--classifier-per-class 150] [--lr 1e-4] [--classifier-lr 1e-4] [--czsl]
 
 ``CHECKOUT``: a folder holding the files of github.com/DVGR-CZSL/DVGR-CZSL (e.g. ``git
 archive`` of the repository unpacked into a temporary folder); its code is read from
@@ -17,7 +18,8 @@ there, never copied into this repository. The runner
    images in the same tasks (the authors' own data split each task 80/20 unseeded);
 2. turns the notebook's code cells into one script with only the run-time edits of
    :data:`EDITS` (the CPU, the data folder, the seeds and one torch thread, the first
-   ``--tasks`` tasks of the 20, the epochs of the VAEs and of the classifier) and runs it
+   ``--tasks`` tasks of the 20, the epochs, learning rates and classifier features per
+   class, each left as the code has it unless asked for) and runs it
    in a child process on the CPU;
 3. reads the per-task accuracy lists it prints after each task and returns their means
    (mSA, mUA, mH, in %), with the child's CPU seconds (user + system).
@@ -53,6 +55,10 @@ EDITS = [
     ("classifier epochs", "num_epochs = 25", "num_epochs = {classifier_epochs}", 1),
     ("generated features per class for the classifier", "num_samples = 150",
      "num_samples = {classifier_per_class}", 1),
+    ("VAE learning rate (the code: 1e-4)", "Adam(self.net.parameters(), lr = 1e-4)",
+     "Adam(self.net.parameters(), lr = {lr!r})", 1),
+    ("classifier learning rate (the code: 1e-4)", "Adam(self.CLASS.parameters(), lr = 1e-4)",
+     "Adam(self.CLASS.parameters(), lr = {classifier_lr!r})", 1),
 ]
 #: prepended to the script: the code draws from torch, numpy and Python's random
 #: generators and seeds none of them
@@ -137,30 +143,33 @@ def parse(out: str, tasks: int) -> dict:
 
 
 def run_authors(checkout: Path, work: Path, seed: int, tasks: int, epochs: int,
-                classifier_epochs: int, classifier_per_class: int) -> dict:
+                classifier_epochs: int, classifier_per_class: int, lr: float,
+                classifier_lr: float) -> dict:
     """The edited notebook in a child process: its mSA / mUA / mH and CPU seconds."""
     from benchmarks.parity import _child
 
     script = work / f"dvgr_cub_s{seed}.py"
     script.write_text(notebook_script(
         checkout, pickles=str(work / "pickles"), seed=seed, tasks=tasks, epochs=epochs,
-        classifier_epochs=classifier_epochs, classifier_per_class=classifier_per_class),
+        classifier_epochs=classifier_epochs, classifier_per_class=classifier_per_class,
+        lr=lr, classifier_lr=classifier_lr),
         encoding="utf-8")
     out, cpu, wall, load = _child([sys.executable, "-W", "ignore", str(script)], work)
     return {**parse(out, tasks), "cpu_s": cpu, "wall_s": wall, "load": load}
 
 
 def czsl_overrides(tasks: int, epochs: int, classifier_epochs: int,
-                   classifier_per_class: int) -> list[str]:
+                   classifier_per_class: int, lr: float, classifier_lr: float) -> list[str]:
     """``--set`` overrides that give ``cub_czsl_dvgr.toml`` the authors' networks and
     this runner's schedule."""
     return [f"protocol.n_tasks={tasks}", f"generator.epochs={epochs}",
             "generator.encoder_dims=[1000,500]", "generator.decoder_dims=[500,1000]",
-            "generator.lr=0.0001", "generator.reshuffle=false",
+            f"generator.lr={lr!r}", "generator.reshuffle=false",
             "generator.fixed_epsilon=true", "replay.replay_per_class=50",
             f"replay.classifier_per_class={classifier_per_class}",
             "model.hidden_dims=[2000,500]", "model.dropout=0.2",
-            "model.dropout_when_testing=true", "model.standardize=true", "train.lr=0.0001",
+            "model.dropout_when_testing=true", "model.standardize=true",
+            f"train.lr={classifier_lr!r}",
             f"train.epochs={classifier_epochs}", "train.batch_size=64"]
 
 
@@ -191,11 +200,14 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=5, help="VAE epochs per task")
     parser.add_argument("--classifier-epochs", type=int, default=2)
     parser.add_argument("--classifier-per-class", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=1e-4, help="VAE learning rate")
+    parser.add_argument("--classifier-lr", type=float, default=1e-4)
     parser.add_argument("--czsl", action="store_true",
                         help="also run czsl's dvgr scenario on the same schedule")
     parser.add_argument("--no-authors", action="store_true", help="skip the authors' code")
     args = parser.parse_args(argv)
-    schedule = (args.tasks, args.epochs, args.classifier_epochs, args.classifier_per_class)
+    schedule = (args.tasks, args.epochs, args.classifier_epochs, args.classifier_per_class,
+                args.lr, args.classifier_lr)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         from czsl.data import load_dataset, write_xlsa17
