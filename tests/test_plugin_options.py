@@ -32,6 +32,9 @@ def _hook_call(plugins, item, monkeypatch):
     tells which one it is and what the hook passes it."""
     impl = plugins.factory(item)
     module = inspect.getmodule(impl.function)
+    # a module declaring several components is probed once per component: wrap its
+    # originals, not the previous probe's wrappers (which report to that probe's list)
+    monkeypatch.undo()
     caught = []
     for attr, value in list(vars(module).items()):
         if callable(value) and getattr(value, "__module__", None) == module.__name__ \
