@@ -40,6 +40,9 @@ def _probe(plugins, item, monkeypatch):
     """:func:`_hook_call` with its wrappers set through ``monkeypatch``."""
     impl = plugins.factory(item)
     module = inspect.getmodule(impl.function)
+    # a module declaring several components is probed once per component: wrap its
+    # originals, not the previous probe's wrappers (which report to that probe's list)
+    monkeypatch.undo()
     caught = []
     for attr, value in list(vars(module).items()):
         if callable(value) and getattr(value, "__module__", None) == module.__name__ \
