@@ -40,10 +40,10 @@ weight decay 1e-4, batch 59 (``classi.py:24``, ``main.py:27,47``).
 
 **A model that grows per task.** The plugin keeps its own torch modules in its state:
 czsl pickles a plugin's attributes after every task (:mod:`czsl.checkpoint`; only the
-run's model, optimizer, learner and view are saved as references), so the private CVAEs
-and heads added so far, the shared CVAE and the plugin's random draws all come back on
-``czsl run --resume``; a rebuilt plugin starts with an empty ``ModuleList`` that the
-restored state replaces. Any plugin can grow modules this way.
+run's model, optimizer, learner and view are saved as references), so the shared CVAE
+and the private CVAEs and heads added so far come back on ``czsl run --resume`` (the
+rebuilt plugin has no network until the restored state gives it one; czsl restores the
+random generators too). Any plugin can grow modules this way.
 
 Options (``[replay]`` table): ``epochs`` (100), ``batch_size`` (59), ``lr`` (1e-3),
 ``latent_dim`` (50: ``args.n_z``, the encoder's last layer has ``2 * latent_dim``
@@ -335,12 +335,11 @@ def _define():
 
 
 def train_task(net, x, attributes, labels, task, *, epochs, batch_size, lr, adv_weight,
-               grl_lambda, fixed_batches, log=None):
+               grl_lambda, fixed_batches):
     """Grow ``net`` for ``task`` and train it ``epochs`` epochs (``a_vae.py:44-132``).
 
     :param x: ``[N, D]`` features (real and replayed); ``attributes`` ``[N, A]`` their
         classes' attributes; ``labels`` ``[N]`` long class ids.
-    :param log: optional ``log(name, value)`` called with each step's losses.
     :return: the discriminator (rebuilt for this task).
     """
     import torch
@@ -361,8 +360,8 @@ def train_task(net, x, attributes, labels, task, *, epochs, batch_size, lr, adv_
             xb, ab, yb = x[idx], attributes[idx], labels[idx]
             logits, shared, private = net(xb, ab, task)
             d_logits = disc(torch.cat([shared[0], ab], 1))
-            loss, *parts = network_loss(logits, yb, xb, shared, private, d_logits, task,
-                                        adv_weight)
+            loss = network_loss(logits, yb, xb, shared, private, d_logits, task,
+                                adv_weight)[0]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -374,10 +373,6 @@ def train_task(net, x, attributes, labels, task, *, epochs, batch_size, lr, adv_
             opt_d.zero_grad()
             loss_d.backward()
             opt_d.step()
-            if log is not None:
-                for name, value in zip(("head", "shared_vae", "private_vae", "adversarial",
-                                        "discriminator"), (*parts, loss_d)):
-                    log(name, value)
     net.eval()
     return disc
 
