@@ -51,7 +51,8 @@ Options (``[replay]``): ``transductive`` (true), ``replay_per_class`` (300),
 (1e-5), ``temperature`` (10), ``adversarial_weight`` (1), ``mse_weight`` (1),
 ``classification_weight`` (1), ``mean_distance_weight`` (1), ``correlation_weight`` (0),
 ``neighbours`` (3), ``correlation_margins`` ([0.01, 0.04]: CUB's), ``hidden`` (1024),
-``reset_optimizer`` (true).
+``reset_optimizer`` (true), ``real_pairs`` (``"all"``: D's real log-cosine over every pair
+of the batch, as the code broadcasts it; see :func:`czsl_plugins.grw.discriminator_terms`).
 """
 
 from __future__ import annotations
@@ -59,14 +60,15 @@ from __future__ import annotations
 import functools
 
 from czsl import Component, hookimpl
-from czsl.options import boolean, integer, number
+from czsl.options import boolean, choice, integer, number
 
 NAME = "bd_cgzsl"
 OPTIONS = dict(transductive=True, replay_per_class=300, unseen_batch_size=16,
                unseen_weight=1.0, lr=0.005, weight_decay=1e-5, temperature=10.0,
                adversarial_weight=1.0, mse_weight=1.0, classification_weight=1.0,
                mean_distance_weight=1.0, correlation_weight=0.0, neighbours=3,
-               correlation_margins=[0.01, 0.04], hidden=1024, reset_optimizer=True)
+               correlation_margins=[0.01, 0.04], hidden=1024, reset_optimizer=True,
+               real_pairs="all")
 
 
 @hookimpl
@@ -85,7 +87,7 @@ def czsl_make_replay(options, stream):
 
 def check_options(**options):
     """The options, checked and completed with :data:`OPTIONS` (one-line errors)."""
-    from czsl_plugins.grw import _pair
+    from czsl_plugins.grw import PAIRS, _pair
 
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
@@ -101,6 +103,7 @@ def check_options(**options):
                 "classification_weight", "mean_distance_weight", "correlation_weight"):
         o[key] = number(key, o[key], at_least=0)
     o["correlation_margins"] = _pair("correlation_margins", o["correlation_margins"])
+    o["real_pairs"] = choice("real_pairs", o["real_pairs"], PAIRS)
     return o
 
 
@@ -213,7 +216,7 @@ def _plugin_class():
             strategy.loss = strategy.loss + discriminator_terms(
                 emb_seen[rows], strategy.mb_x, fake, emb_seen, means,
                 temperature=o["temperature"], adversarial_weight=o["adversarial_weight"],
-                mse_weight=o["mse_weight"])
+                mse_weight=o["mse_weight"], real_pairs=o["real_pairs"])
 
         def _step(self, loss):
             params = list(self.generator.parameters())

@@ -16,7 +16,9 @@ Two components:
   mini-batch:
 
   - ``before_backward`` adds D's other terms to the learner's loss (``main.py:190-214``):
-    ``-log(t mean_b cos(D(a_yb), x_b)) + log(t mean_b cos(D(a_yb), G(z, a_yb)))`` and
+    ``-log(t mean_{b,b'} cos(D(a_yb), x_b')) + log(t mean_b cos(D(a_yb), G(z, a_yb)))``
+    (the real term over every pair of the batch, as the code's ``[B, 1, D]`` against
+    ``[B, D]`` broadcasts; ``real_pairs = "own"`` pairs each feature with its class) and
     ``MSE(D(a_c), mean_c)`` over the seen classes (their stored real means);
   - ``after_update`` (D has stepped) takes one step of G with its own Adam (lr 0.005,
     wd 1e-5; both optimisers re-created each task, as ``train`` does), on
@@ -83,7 +85,9 @@ dictionary), ``visit_weight`` (1), ``steps`` (5), ``decay`` (0.7), ``per_prototy
 (10), ``prototypes`` (``"generated"`` | ``"real"``), ``prototype_draws`` (``"fresh"`` |
 ``"shared"``), ``interpolation`` ([0.2, 0.8]), ``hidden`` (1024: G's hidden width),
 ``reset_optimizer`` (true: the learner's Adam state is cleared at each task start, as
-GRW's code builds D's optimiser anew per task). Options of the model: ``hidden`` (1024),
+GRW's code builds D's optimiser anew per task), ``real_pairs`` (``"all"``: D's real
+log-cosine over every (class, feature) pair of the batch, as the code broadcasts it;
+``"own"``: each feature with its own class). Options of the model: ``hidden`` (1024),
 ``temperature`` (10).
 """
 
@@ -100,6 +104,7 @@ REPLAY = "grw"
 HALLUCINATIONS = ("interpolation", "dictionary")
 PROTOTYPES = ("generated", "real")
 DRAWS = ("fresh", "shared")
+PAIRS = ("all", "own")
 
 
 @hookimpl
@@ -201,17 +206,26 @@ def log_cosine(embeddings, feats, temperature=10.0):
 
 
 def discriminator_terms(embeddings, real, fake, seen_embeddings, seen_means, *,
-                        temperature=10.0, adversarial_weight=1.0, mse_weight=1.0):
+                        temperature=10.0, adversarial_weight=1.0, mse_weight=1.0,
+                        real_pairs="all"):
     """D's terms beside its CE (``main.py:190-214``): ``adversarial_weight * (-log t cos
     (real) + log t cos(fake)) + mse_weight * MSE(D(a_c), mean_c)``.
+
+    GRW's and BD's code take the real cosine between ``D(a_y)`` ``[B, 1, D]`` and the
+    features ``[B, D]``, which broadcasts to every pair of the batch: its mean is
+    ``mean_{i,j} cos(D(a_yi), x_j)`` (``real_pairs = "all"``, the code's);
+    ``"own"`` pairs each feature with its own class (the fake term always does).
 
     :param embeddings: ``[B, D]`` D of each sample's class; ``real``, ``fake`` ``[B, D]``.
     :param seen_embeddings: ``[C, D]`` D of the seen classes; ``seen_means`` their means.
     """
     import torch.nn.functional as F
 
-    adversarial = (-log_cosine(embeddings, real, temperature)
-                   + log_cosine(embeddings, fake, temperature))
+    if real_pairs == "all":
+        real_term = (temperature * cosines(embeddings, real).mean()).log()
+    else:
+        real_term = log_cosine(embeddings, real, temperature)
+    adversarial = -real_term + log_cosine(embeddings, fake, temperature)
     return adversarial_weight * adversarial + mse_weight * F.mse_loss(seen_means,
                                                                       seen_embeddings)
 
@@ -327,7 +341,7 @@ OPTIONS = dict(hallucination="interpolation", buffer_size=5000, lr=0.005, weight
                imitative_weight=1.0, real_walk_weight=2.5, creative_walk_weight=2.0,
                visit_weight=1.0, steps=5, decay=0.7, per_prototype=10,
                prototypes="generated", prototype_draws="fresh", interpolation=[0.2, 0.8],
-               hidden=1024, reset_optimizer=True)
+               hidden=1024, reset_optimizer=True, real_pairs="all")
 
 
 def check_options(**options):
@@ -358,6 +372,7 @@ def check_options(**options):
         raise OptionError("interpolation", f"needs 0 <= low <= high <= 1, got {[low, high]}")
     o["interpolation"] = (low, high)
     o["reset_optimizer"] = boolean("reset_optimizer", o["reset_optimizer"])
+    o["real_pairs"] = choice("real_pairs", o["real_pairs"], PAIRS)
     return o
 
 
@@ -532,7 +547,8 @@ def _plugin_class():
                 fake = generate(self.generator, attributes[rows])
             strategy.loss = strategy.loss + discriminator_terms(
                 emb_seen[rows], x, fake, emb_seen, means, temperature=o["temperature"],
-                adversarial_weight=o["adversarial_weight"], mse_weight=o["mse_weight"])
+                adversarial_weight=o["adversarial_weight"], mse_weight=o["mse_weight"],
+                real_pairs=o["real_pairs"])
 
         def after_update(self, strategy, *args, **kwargs):
             if len(strategy.mb_y) < 2:

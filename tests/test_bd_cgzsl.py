@@ -51,7 +51,8 @@ def test_replay_filter_keeps_agreement_and_labels_by_class_mean():
 
 @pytest.mark.parametrize("option, value", [
     ("transductive", "yes"), ("replay_per_class", 0), ("unseen_batch_size", 1.5),
-    ("correlation_margins", [0.1, 0.2, 0.3]), ("correlation_weight", -1.0)])
+    ("correlation_margins", [0.1, 0.2, 0.3]), ("correlation_weight", -1.0),
+    ("real_pairs", "every")])
 def test_bad_options_are_refused_in_one_line(option, value):
     with pytest.raises(OptionError) as err:
         bd_cgzsl.check_options(**{option: value})

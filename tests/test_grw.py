@@ -65,8 +65,17 @@ def test_discriminator_terms_by_hand():
     means = torch.tensor([[1.0, 0.0], [0.0, 3.0]])  # MSE to emb: (0 + 0 + 0 + 4) / 4
     r = 1 / math.sqrt(2)
     expected = -math.log(10 * (r + 1) / 2) + math.log(10 * (1 + r) / 2) + 1.0
-    got = grw.discriminator_terms(emb, real, fake, emb, means)
+    got = grw.discriminator_terms(emb, real, fake, emb, means, real_pairs="own")
     assert got.item() == pytest.approx(expected, abs=1e-6)
+    # GRW's code: D(a_y) [B, 1, D] against x [B, D] broadcasts to every pair:
+    # cos(e0, x0) = r, cos(e0, x1) = 0, cos(e1, x0) = r, cos(e1, x1) = 1
+    everywhere = -math.log(10 * (2 * r + 1) / 4) + math.log(10 * (1 + r) / 2) + 1.0
+    got = grw.discriminator_terms(emb, real, fake, emb, means)
+    assert got.item() == pytest.approx(everywhere, abs=1e-6)
+    theirs = 10 * F.cosine_similarity(F.normalize(emb, dim=-1).unsqueeze(1),
+                                      F.normalize(real, dim=-1), dim=-1).mean()
+    assert (-got + math.log(10 * (1 + r) / 2) + 1.0).item() == pytest.approx(
+        theirs.log().item(), abs=1e-6)
     got = grw.discriminator_terms(emb, real, fake, emb, means, adversarial_weight=0,
                                   mse_weight=2)
     assert got.item() == pytest.approx(2.0)
@@ -134,7 +143,7 @@ def test_interpolation_stays_between_two_rows():
 @pytest.mark.parametrize("option, value", [
     ("hallucination", "learned"), ("per_prototype", 0), ("correlation_margins", [0.1]),
     ("interpolation", [0.9, 0.1]), ("prototypes", "mean"), ("steps", -1),
-    ("reset_optimizer", 1), ("lr", 0)])
+    ("reset_optimizer", 1), ("lr", 0), ("real_pairs", "every")])
 def test_bad_options_are_refused_in_one_line(option, value):
     with pytest.raises(OptionError) as err:
         grw.check_options(**{option: value})
