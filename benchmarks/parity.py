@@ -313,7 +313,8 @@ def run_czsl(key: str, root: Path, seed: int, work: Path) -> dict:
 #: the page's prose, kept as markdown in ``benchmarks/notes/parity.md``: ``FINDINGS`` (what
 #: the ClassNorm rows show), ``GRW_DIFFERENCES`` (what differs between the GRW sides) and
 #: ``GRW_FINDINGS`` (what the GRW rows show)
-PROSE = notes("parity", ("FINDINGS", "GRW_DIFFERENCES", "GRW_FINDINGS"))
+PROSE = notes("parity", ("FINDINGS", "GRW_DIFFERENCES", "GRW_FINDINGS", "FIELD_INTRO",
+                         "FIELD_FINDINGS"))
 
 
 def _mean(values: list[float], digits: int = 1) -> str:
@@ -400,8 +401,71 @@ def render_grw(records: list[dict]) -> list[str]:
     return lines
 
 
+#: the field table's methods compared with their authors' code: method -> (the runner in
+#: ``benchmarks/authors/``, how the page names it). A runner prints one JSON line per run
+#: (its side, seed, mSA / mUA / mH, CPU seconds); ``--field METHOD FILE COMMAND`` adds
+#: those lines to the record, with the command that printed them.
+FIELD = {"grw": ("benchmarks.authors.grw", "GRW complete (`grw`), its `beta` branch"),
+         "dvgr": ("benchmarks.authors.dvgr", "DVGR-CZSL (`dvgr`)"),
+         "tfgczsl": ("benchmarks.authors.tfgczsl", "Tf-GCZSL, task-agnostic (`tfgczsl`)"),
+         "aczsl": ("benchmarks.authors.aczsl", "A-CZSL (`aczsl`)")}
+
+
+def field_records(method: str, lines: list[str], command: str) -> list[dict]:
+    """The records of a :data:`FIELD` runner's JSON lines."""
+    if method not in FIELD:
+        raise SystemExit(f"--field {method}: not one of {', '.join(FIELD)}")
+    out = []
+    for n, line in enumerate(x for x in lines if x.strip().startswith("{")):
+        run = json.loads(line)
+        side = run.get("side") or ("czsl" if str(run.get("key", "")).startswith("czsl")
+                                   else "authors")
+        missing = [k for k in ("seed", "mSA", "mUA", "mH", "cpu_s") if k not in run]
+        if missing:
+            raise SystemExit(f"--field {method}: JSON line {n + 1} lacks {missing}")
+        variant = run.get("hallucination", "")
+        out.append({"key": f"field:{method}:{side}:{variant}", "method": method, "side": side,
+                    "variant": variant, "seed": run["seed"], "command": command,
+                    **{k: run[k] for k in ("mSA", "mUA", "mH", "cpu_s")}})
+    return out
+
+
+def render_field(records: list[dict]) -> list[str]:
+    """The field methods' section of ``parity.md`` (none without their records)."""
+    if not records:
+        return []
+    lines = ["", "## The field table's methods beside their authors' code", "",
+             PROSE["FIELD_INTRO"], "",
+             "| method | variant | code | seeds | mSA | mUA | mH | CPU s | × CPU |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for method, (_, label) in FIELD.items():
+        mine = [r for r in records if r["method"] == method]
+        for variant in sorted({r["variant"] for r in mine}):
+            sides = {side: sorted((r for r in mine if r["variant"] == variant
+                                   and r["side"] == side), key=lambda r: r["seed"])
+                     for side in ("authors", "czsl")}
+            ref = statistics.mean(r["cpu_s"] for r in sides["authors"]) \
+                if sides["authors"] else None
+            for side, runs in sides.items():
+                if not runs:
+                    continue
+                ratio = "–" if ref is None or side == "authors" else \
+                    f"{statistics.mean(r['cpu_s'] for r in runs) / ref:.2f}"
+                lines.append(f"| {label} | {variant or '–'} | "
+                             f"{'the authors' if side == 'authors' else 'czsl'} | "
+                             f"{', '.join(str(r['seed']) for r in runs)} | "
+                             + " | ".join(_mean([r[m] for r in runs]) for m in
+                                          ("mSA", "mUA", "mH"))
+                             + f" | {_mean([r['cpu_s'] for r in runs], 0)} | {ratio} |")
+    lines += ["", PROSE["FIELD_FINDINGS"], "", "Each row's runs were printed by:", ""]
+    lines += [f"* `{c}`" for c in dict.fromkeys(r["command"] for r in records)]
+    return lines
+
+
 def render(records: list[dict], commands: list[str]) -> str:
     """The markdown of ``parity.md``."""
+    field = [r for r in records if "method" in r]
+    records = [r for r in records if "method" not in r]
     keys = [AUTHORS, *CZSL_RUNS,
             *sorted({r["key"] for r in records} - set(LABELS) - set(GRW_LABELS))]
     groups = {k: [r for r in records if r["key"] == k] for k in keys}
@@ -442,6 +506,7 @@ def render(records: list[dict], commands: list[str]) -> str:
     lines += ["", "XLSA17 is the folder written here; SEED the row's seed. The download "
               "cell (`%%bash`) is skipped: the data are already there."]
     lines += render_grw([r for r in records if r["key"] in GRW_LABELS])
+    lines += render_field(field)
     lines += ["", "Every run's figures are kept in `benchmarks/parity.json`, which the "
               "commands below added to; `python -m benchmarks.parity --render` renders this "
               "page from it.", "", "Commands (with `nice -n 10`, `OMP_NUM_THREADS=1`):", ""]
@@ -464,6 +529,9 @@ def main(argv=None) -> int:
     parser.add_argument("--record", type=Path, default=RECORD,
                         help="the JSON record runs are added to and the page rendered from")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "parity.md")
+    parser.add_argument("--field", nargs=3, metavar=("METHOD", "FILE", "COMMAND"),
+                        help="add the JSON lines a benchmarks/authors runner printed (FILE) "
+                             "with the COMMAND that printed them, then render")
     parser.add_argument("--notebook", nargs=3, metavar=("CHECKOUT", "ROOT", "SEED"),
                         help=argparse.SUPPRESS)  # the child process of one authors' run
     args = parser.parse_args(argv)
@@ -472,6 +540,13 @@ def main(argv=None) -> int:
         return 0
 
     records, commands = read_record(args.record)
+    if args.field:
+        method, file, command = args.field
+        added = field_records(method, Path(file).read_text().splitlines(), command)
+        done = {(r["key"], r["seed"]) for r in added}
+        records = [r for r in records if (r["key"], r["seed"]) not in done] + added
+        save_record(args.record, records, commands)
+        args.render = True
     keys = [] if args.render else list(args.runs if args.runs is not None else ALL_RUNS)
     for authors, checkout, flag in [(AUTHORS, args.classnorm, "--classnorm"),
                                     (GRW_AUTHORS, args.grw, "--grw")]:
