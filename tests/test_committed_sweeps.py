@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 SWEEPS = REPO / "benchmarks" / "sweeps"
 #: committed summary -> the benchmark script that renders its page
 PAGES = {"czsl_table": "czsl_table", "czsl_table_diagnostics": "czsl_table",
-         "generators": "generators"}
+         "generators": "generators", "field_table": "field_table"}
 
 
 def test_every_committed_summary_has_its_grid_and_page():

@@ -79,6 +79,7 @@ def _summaries(names):
 @pytest.mark.parametrize("script, names, out", [
     ("czsl_table", ["czsl_table", "czsl_table_diagnostics"], "czsl_table.md"),
     ("generators", ["generators"], "generators.md"),
+    ("field_table", ["field_table"], "field_table.md"),
 ])
 def test_committed_pages_are_rendered_from_the_committed_summaries(script, names, out):
     summaries = _summaries(names)
@@ -91,7 +92,8 @@ def test_committed_pages_are_rendered_from_the_committed_summaries(script, names
     assert "semi-synthetic" in committed and "_parts" not in committed
 
 
-@pytest.mark.parametrize("name", ["czsl_table", "czsl_table_diagnostics", "generators"])
+@pytest.mark.parametrize("name", ["czsl_table", "czsl_table_diagnostics", "generators",
+                                  "field_table"])
 def test_committed_summaries_hold_their_grids_cells(name):
     """Each committed summary lists the cells of its grid, in the grid's order, with the
     labels, seeds and overrides ``czsl sweep run`` gives them."""
@@ -105,6 +107,26 @@ def test_committed_summaries_hold_their_grids_cells(name):
     assert summary["axes"] == {a: list(labels) for a, labels in grid.axes.items()}
     assert summary["table"] == grid.table and summary["seeds"] == grid.seeds
     assert len({r["id"] for r in summary["runs"]}) == len(cells)
+
+
+def test_the_field_table_is_czsl_sweep_tables_with_its_marks():
+    """The page's table is what ``czsl sweep table`` prints for the committed summary:
+    every published method with the paper's figures beside, transductive rows marked."""
+    from czsl.sweep.table import render_markdown
+
+    [summary] = _summaries(["field_table"])
+    page = (REPO / "benchmarks" / "field_table.md").read_text(encoding="utf-8")
+    assert render_markdown(summary).rstrip("\n") in page
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line
+            for line in page.splitlines() if line.startswith("| cub |")
+            or line.startswith("| sun |")}
+    for dataset in ("cub", "sun"):
+        for method in ("Tf-GCZSL", "DVGR", "A-CZSL", "BD-CGZSL"):
+            assert (dataset, f"{method} (tr)") in rows, (dataset, method)
+        for method in ("EWC", "A-GEM", "CN-CZSL", "BD-CGZSL-in", "GRW + interpolation",
+                       "GRW + dictionary"):
+            assert "mSA " in rows[dataset, method], (dataset, method)  # published figures
+        assert (dataset, "Sequential") in rows and (dataset, "Multi-task") in rows
 
 
 def _same(scenario, expected, what):
