@@ -13,13 +13,16 @@ import czsl_plugins.aczsl
 import czsl_plugins.agem
 import czsl_plugins.anti_collapse
 import czsl_plugins.attribute_embedder
+import czsl_plugins.bd_cgzsl
 import czsl_plugins.cvae
+import czsl_plugins.dvgr
 import czsl_plugins.ewc_online
 import czsl_plugins.fclswgan
 import czsl_plugins.feature_classifier
 import czsl_plugins.feature_replay
 import czsl_plugins.generative_replay
 import czsl_plugins.gradient_matching
+import czsl_plugins.grw
 import czsl_plugins.mas
 import czsl_plugins.multitask
 import czsl_plugins.random_walk
@@ -91,6 +94,19 @@ def NUM(*out_of_range):  # noqa: N802
     return [NAN, INF, "1", True, *out_of_range]
 
 
+def DECLARED(options):  # noqa: N802
+    """A stand-in factory for a plugin whose factory takes ``**options`` and declares their
+    defaults in a dict (``Component(options=...)``): keyword defaults from that dict."""
+    def factory():
+        pass
+    factory.__signature__ = inspect.Signature([inspect.Parameter(
+        key, inspect.Parameter.KEYWORD_ONLY, default=value) for key, value in options.items()])
+    return factory
+
+
+PAIR = [[0.01], 0.01, "0.01", [NAN, 0.01], [-0.1, 0.01]]
+
+
 #: (kind, name) -> (factory whose keyword defaults hold the options, option -> bad values)
 BUILT_INS = {
     ("model", "attribute_embedder"): (czsl_plugins.attribute_embedder.build_model, {
@@ -150,6 +166,36 @@ BUILT_INS = {
         "similarity": CHOICE, "scale": NUM(0), "prototypes": CHOICE,
         "per_prototype": INT(), "n_hallucinated": INT(0),
         "interpolation": [[0.8, 0.2], [0.2], "0.5", [NAN, 0.5], [-0.1, 0.5]]}),
+    ("generator", "dvgr_cvae"): (czsl_plugins.dvgr.DVGRCVAE, {
+        "encoder_dims": [[0], [2.5], [True], [], 16, "16"],
+        "decoder_dims": [[0], [2.5], [True], [], 16, "16"], "latent_dim": INT(),
+        "label_slots": INT(0), "unseen_labels": CHOICE, "lr": NUM(0), "epochs": INT(0),
+        "batch_size": INT(), "fixed_epsilon": BOOL, "reshuffle": BOOL,
+        "label_weight": NUM(-1), "attribute_weight": NUM(-1)}),
+    ("replay", "dvgr"): (czsl_plugins.dvgr.make_replay, {
+        "replay_per_class": INT(0), "classifier_per_class": INT(), "transductive": BOOL,
+        "real_to_classifier": BOOL, "reset_classifier": BOOL}),
+    ("model", "grw_discriminator"): (czsl_plugins.grw.build_discriminator, {
+        "hidden": INT(), "temperature": NUM(0)}),
+    ("replay", "grw"): (DECLARED(czsl_plugins.grw.OPTIONS), {
+        "hallucination": CHOICE, "buffer_size": INT(0), "lr": NUM(0),
+        "weight_decay": NUM(-1), "dictionary_lr": NUM(0), "temperature": NUM(0),
+        "adversarial_weight": NUM(-1), "mse_weight": NUM(-1),
+        "classification_weight": NUM(-1), "mean_distance_weight": NUM(-1),
+        "correlation_weight": NUM(-1), "neighbours": INT(), "correlation_margins": PAIR,
+        "creativity_weight": NUM(-1), "imitative_weight": NUM(-1),
+        "real_walk_weight": NUM(-1), "creative_walk_weight": NUM(-1),
+        "visit_weight": NUM(-1), "steps": INT(0), "decay": NUM(0, 1.5),
+        "per_prototype": INT(), "prototypes": CHOICE, "prototype_draws": CHOICE,
+        "interpolation": [[0.8, 0.2], [0.2, 1.5], [0.2], "0.5", [NAN, 0.5], [-0.1, 0.5]],
+        "hidden": INT(), "reset_optimizer": BOOL, "real_pairs": CHOICE}),
+    ("replay", "bd_cgzsl"): (DECLARED(czsl_plugins.bd_cgzsl.OPTIONS), {
+        "transductive": BOOL, "replay_per_class": INT(), "unseen_batch_size": INT(),
+        "unseen_weight": NUM(-1), "lr": NUM(0), "weight_decay": NUM(-1),
+        "temperature": NUM(0), "adversarial_weight": NUM(-1), "mse_weight": NUM(-1),
+        "classification_weight": NUM(-1), "mean_distance_weight": NUM(-1),
+        "correlation_weight": NUM(-1), "neighbours": INT(), "correlation_margins": PAIR,
+        "hidden": INT(), "reset_optimizer": BOOL, "real_pairs": CHOICE}),
 }
 
 
