@@ -31,7 +31,7 @@ def test_the_page_re_renders_from_its_record():
 def test_the_grids_build_the_pages_runs(name):
     """Each grid's cells are the runs of :data:`RUNS`: its scenario with its overrides, and
     the seed; together the two grids hold every run once."""
-    from czsl.config import load_scenario, scenario_to_dict
+    from czsl.config import load_scenario
     from czsl.sweep.grid import check_cells, parse_grid
 
     labels, seeds = CELLS[name]
@@ -42,7 +42,7 @@ def test_the_grids_build_the_pages_runs(name):
         _, file, overrides = gr.RUNS[cell.labels["run"]]
         expected = load_scenario(REPO / "scenarios" / f"{file}.toml",
                                  [*overrides, f"seed={cell.seed}"])
-        assert scenario_to_dict(scenario) == scenario_to_dict(expected), cell.describe()
+        assert scenario.document() == expected.document(), cell.describe()
     assert sorted(k for ls, _ in CELLS.values() for k in ls) == sorted(gr.RUNS)
 
 
