@@ -37,17 +37,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks.parity import ROOT, _child
+
 FOLDER = "tfgczsl_task_agnostic"
 
 #: (file, what, old text, new text, count): the only edits made to their code at run
@@ -124,21 +121,6 @@ def write_data(data_dir: Path, dest: Path) -> Path:
     return folder
 
 
-def _child(cmd: list[str], cwd: Path) -> tuple[str, float, float]:
-    """Run ``cmd`` (one thread); its output, CPU seconds and wall seconds."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path})
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return proc.stdout, cpu, wall
-
-
 def summarize(seen: list[float], unseen: list[float]) -> dict:
     """mSA, mUA, mH (mean of per-task H) in percent from per-task fractions."""
     h = [2 * s * u / (s + u) if s + u else 0.0 for s, u in zip(seen, unseen)]
@@ -152,13 +134,13 @@ def run_authors(checkout: Path, folder: Path, work: Path, *, seed: int, tasks: i
     """Their data_loader.py then tfgczsl.py in child processes; figures and CPU seconds."""
     code = edit(checkout, work / f"tfgczsl-s{seed}", data=folder, seed=seed, tasks=tasks,
                 epochs=epochs, cls_epochs=cls_epochs, cls_batch=cls_batch, der=der)
-    _, cpu_data, _ = _child([sys.executable, "data_loader.py"], code)
-    _, cpu, wall = _child([sys.executable, "tfgczsl.py"], code)
+    _, cpu_data, _, _ = _child([sys.executable, "data_loader.py"], code)
+    _, cpu, wall, load = _child([sys.executable, "tfgczsl.py"], code)
     with open(code / "results_tfgczsl_reservoir.csv", newline="") as file:
         rows = [[float(v) for v in row] for row in csv.reader(file) if row]
     seen, unseen = rows[1][:tasks], rows[2][:tasks]  # each row ends with its mean
     return {**summarize(seen, unseen), "cpu_s": cpu, "wall_s": wall,
-            "cpu_data_s": cpu_data}
+            "cpu_data_s": cpu_data, "load": load}
 
 
 def run_czsl(folder: Path, work: Path, *, seed: int, tasks: int, epochs: int,
@@ -172,15 +154,15 @@ def run_czsl(folder: Path, work: Path, *, seed: int, tasks: int, epochs: int,
             "replay.lr=0.00015", "replay.batch_size=50", "replay.mem_size=2000",
             "replay.mem_batch_size=100", "replay.seen_samples=200",
             "replay.unseen_samples=400", "train.lr=0.001", "train.weight_decay=0.001"]
-    _, cpu, wall = _child([sys.executable, "-m", "czsl.cli", "run",
-                           str(ROOT / "scenarios" / "cub_czsl_tfgczsl.toml"), "--data-dir",
-                           str(folder.parents[1]), "--threads", "1", "--no-progress",
-                           "--runs-dir", str(work / "runs"),
-                           *[x for s in sets for x in ("--set", s)]], work)
+    _, cpu, wall, load = _child([sys.executable, "-m", "czsl.cli", "run",
+                                 str(ROOT / "scenarios" / "cub_czsl_tfgczsl.toml"), "--data-dir",
+                                 str(folder.parents[1]), "--threads", "1", "--no-progress",
+                                 "--runs-dir", str(work / "runs"),
+                                 *[x for s in sets for x in ("--set", s)]], work)
     res = json.loads((work / "runs" / name / "results.json").read_text())
     summary = res["summary"]
     return {"mSA": summary["mSA"], "mUA": summary["mUA"], "mH": summary["mH"],
-            "cpu_s": cpu, "wall_s": wall, "dataset": res["dataset"]}
+            "cpu_s": cpu, "wall_s": wall, "load": load, "dataset": res["dataset"]}
 
 
 def main(argv=None) -> int:
